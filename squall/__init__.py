@@ -1,0 +1,3 @@
+"""squall: minimal, upstream Kubernetes on AWS."""
+
+__version__ = "0.1.0"
