@@ -368,12 +368,13 @@ class Spec(_Model):
     @field_validator("ssh_authorized_key")
     @classmethod
     def _ssh_key(cls, v: str) -> str:
+        from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
         v = v.strip()
         try:
             load_ssh_public_key(v.encode())
-        except (ValueError, TypeError, IndexError) as err:
+        except (ValueError, TypeError, IndexError, UnsupportedAlgorithm) as err:
             raise ValueError(
                 f"is not an OpenSSH public key ({err}); paste one line of ~/.ssh/id_ed25519.pub"
             ) from None
