@@ -291,6 +291,8 @@ class Spec(_Model):
     dns_zone: str
     dns_zone_id: str
     ssh_authorized_key: str
+    # The private half for the SSH bootstrap; unset means keys from ssh-agent.
+    ssh_private_key_file: str | None = None
     region: str | None = None
     os: Literal["fedora-coreos", "flatcar"] = "fedora-coreos"
     os_stream: OsStream = "stable"
