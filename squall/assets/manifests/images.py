@@ -1,0 +1,26 @@
+"""Container images of the cluster add-ons, pinned to exact upstream releases.
+
+Pinning keeps a render reproducible: the same cluster file always yields the same manifests,
+and an upgrade is a reviewed change to this file.
+"""
+
+from __future__ import annotations
+
+# The Kubernetes release the add-ons are built for; kube-proxy must match the control plane.
+KUBERNETES_VERSION = "v1.36.5"
+
+KUBE_PROXY = f"registry.k8s.io/kube-proxy:{KUBERNETES_VERSION}"
+COREDNS = "registry.k8s.io/coredns/coredns:v1.14.7"
+
+CILIUM_VERSION = "v1.19.7"
+CILIUM_AGENT = f"quay.io/cilium/cilium:{CILIUM_VERSION}"
+CILIUM_OPERATOR = f"quay.io/cilium/operator-generic:{CILIUM_VERSION}"
+
+FLANNEL = "ghcr.io/flannel-io/flannel:v0.28.9"
+FLANNEL_CNI_PLUGIN = "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3"
+
+# The kubernetes/ingress-nginx project was retired in March 2026; v1.15.1 is its final
+# controller release and receives no further fixes. squall keeps it because the NLB's worker
+# health checks speak its health endpoint (:10254/healthz); replacing the controller is a
+# change of this image and of ingress.py only.
+NGINX_INGRESS = "registry.k8s.io/ingress-nginx/controller:v1.15.1"
