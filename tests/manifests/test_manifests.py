@@ -440,3 +440,11 @@ def test_ingress_can_be_left_out(render: Render) -> None:
     m = render(ingress_controller="none")
     assert not any(p.startswith("ingress/") for p in m)
     assert not [o for o in objects(m) if o["kind"] == "IngressClass"]
+
+
+def test_kube_proxy_matches_the_control_plane_release(render: Render) -> None:
+    from squall.assets import versions
+
+    daemonset = find(render(networking="flannel"), "DaemonSet", "kube-proxy")
+    image = containers(daemonset)[0]["image"]
+    assert image.rpartition(":")[2] == versions.KUBERNETES_VERSION

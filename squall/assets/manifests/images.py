@@ -6,10 +6,10 @@ and an upgrade is a reviewed change to this file.
 
 from __future__ import annotations
 
-# The Kubernetes release the add-ons are built for; kube-proxy must match the control plane.
-KUBERNETES_VERSION = "v1.36.5"
+from squall.assets import versions
 
-KUBE_PROXY = f"registry.k8s.io/kube-proxy:{KUBERNETES_VERSION}"
+# kube-proxy follows the control plane's release.
+KUBE_PROXY = versions.image("kube-proxy")
 COREDNS = "registry.k8s.io/coredns/coredns:v1.14.7"
 
 CILIUM_VERSION = "v1.19.7"
