@@ -107,6 +107,10 @@ def test_objects_are_plain_data_that_survives_yaml(case: Manifests) -> None:
     for path, objs in case.items():
         text = yaml.safe_dump_all(objs, sort_keys=False)
         assert list(yaml.safe_load_all(text)) == objs, path
+        # A sub-object shared between two places would come out as an anchor and alias,
+        # which readers of the files should never have to untangle.
+        aliases = [e for e in yaml.parse(text) if isinstance(e, yaml.AliasEvent)]
+        assert not aliases, f"{path}: {len(aliases)} YAML aliases"
 
 
 def test_paths_are_relative_yaml_files(case: Manifests) -> None:

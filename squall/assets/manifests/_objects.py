@@ -41,9 +41,10 @@ def service_account(name: str, namespace: str = KUBE_SYSTEM) -> Obj:
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, namespace)}
 
 
-def rule(groups: list[str], resources: list[str], verbs: list[str], **extra: Any) -> Obj:
-    out: Obj = {"apiGroups": groups, "resources": resources, "verbs": verbs}
-    out.update(extra)
+def rule(groups: list[str], resources: list[str], verbs: list[str], **extra: list[str]) -> Obj:
+    # Fresh lists everywhere: a list shared between two objects would serialize as a YAML alias.
+    out: Obj = {"apiGroups": list(groups), "resources": list(resources), "verbs": list(verbs)}
+    out.update({k: list(v) for k, v in extra.items()})
     return out
 
 
@@ -83,7 +84,7 @@ def cluster_role_binding(name: str, cluster_role_name: str, subjects: list[Obj])
         "kind": "ClusterRoleBinding",
         "metadata": metadata(name),
         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": cluster_role_name},
-        "subjects": subjects,
+        "subjects": [dict(s) for s in subjects],
     }
 
 
@@ -93,7 +94,7 @@ def role_binding(name: str, namespace: str, role_name: str, subjects: list[Obj])
         "kind": "RoleBinding",
         "metadata": metadata(name, namespace),
         "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": role_name},
-        "subjects": subjects,
+        "subjects": [dict(s) for s in subjects],
     }
 
 
@@ -114,7 +115,7 @@ def env_field(name: str, field_path: str) -> Obj:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field_path}}}
 
 
-def mount(name: str, path: str, read_only: bool = False, **extra: Any) -> Obj:
+def mount(name: str, path: str, read_only: bool = False, **extra: str) -> Obj:
     out: Obj = {"name": name, "mountPath": path}
     if read_only:
         out["readOnly"] = True

@@ -251,15 +251,29 @@ def _operator_rbac() -> list[Obj]:
     ]
 
 
+def _agent_probe(**timing: int) -> Obj:
+    probe: Obj = {
+        "httpGet": {
+            "host": "127.0.0.1",
+            "path": "/healthz",
+            "port": AGENT_HEALTHZ_PORT,
+            "scheme": "HTTP",
+            # A brief answer skips the full status, which is slow while the agent starts.
+            "httpHeaders": [{"name": "brief", "value": "true"}],
+        }
+    }
+    probe.update(timing)
+    return probe
+
+
 def _agent_daemonset(spec: Spec) -> Obj:
     image = images.CILIUM_AGENT
-    privileged = {"privileged": True}
     init_containers: list[Obj] = [
         {
             "name": "install-cni-binaries",
             "image": image,
             "command": ["/install-plugin.sh"],
-            "securityContext": privileged,
+            "securityContext": {"privileged": True},
             "volumeMounts": [mount("cni-bin-dir", "/host/opt/cni/bin")],
         },
         {
@@ -275,7 +289,7 @@ def _agent_daemonset(spec: Spec) -> Obj:
                 "rm /hostbin/cilium-mount",
             ],
             "env": [env("CGROUP_ROOT", CGROUP_ROOT), env("BIN_PATH", "/opt/cni/bin")],
-            "securityContext": privileged,
+            "securityContext": {"privileged": True},
             "volumeMounts": [
                 mount("hostproc", "/hostproc"),
                 mount("cni-bin-dir", "/hostbin"),
@@ -309,7 +323,7 @@ def _agent_daemonset(spec: Spec) -> Obj:
                 },
                 *_api_env(spec),
             ],
-            "securityContext": privileged,
+            "securityContext": {"privileged": True},
             "volumeMounts": [
                 mount("bpf-maps", "/sys/fs/bpf"),
                 mount("cilium-cgroup", CGROUP_ROOT, mountPropagation="HostToContainer"),
@@ -317,15 +331,6 @@ def _agent_daemonset(spec: Spec) -> Obj:
             ],
         },
     ]
-    healthz = {
-        "httpGet": {
-            "host": "127.0.0.1",
-            "path": "/healthz",
-            "port": AGENT_HEALTHZ_PORT,
-            "scheme": "HTTP",
-            "httpHeaders": [{"name": "brief", "value": "true"}],
-        }
-    }
     agent: Obj = {
         "name": "cilium-agent",
         "image": image,
@@ -342,13 +347,11 @@ def _agent_daemonset(spec: Spec) -> Obj:
             {"name": "envoy-metrics", "containerPort": ENVOY_METRICS_PORT, "protocol": "TCP"},
             {"name": "hubble-metrics", "containerPort": HUBBLE_METRICS_PORT, "protocol": "TCP"},
         ],
-        "startupProbe": healthz | {"failureThreshold": 105, "periodSeconds": 2},
-        "livenessProbe": healthz
-        | {"periodSeconds": 30, "failureThreshold": 10, "timeoutSeconds": 5},
-        "readinessProbe": healthz
-        | {"periodSeconds": 30, "failureThreshold": 3, "timeoutSeconds": 5},
+        "startupProbe": _agent_probe(failureThreshold=105, periodSeconds=2),
+        "livenessProbe": _agent_probe(periodSeconds=30, failureThreshold=10, timeoutSeconds=5),
+        "readinessProbe": _agent_probe(periodSeconds=30, failureThreshold=3, timeoutSeconds=5),
         "lifecycle": {"preStop": {"exec": {"command": ["/cni-uninstall.sh"]}}},
-        "securityContext": privileged,
+        "securityContext": {"privileged": True},
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
             mount("bpf-maps", "/sys/fs/bpf", mountPropagation="Bidirectional"),

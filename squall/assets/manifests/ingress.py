@@ -43,7 +43,6 @@ def _namespace() -> Obj:
 
 def _rbac() -> list[Obj]:
     read = ["get", "list", "watch"]
-    sa = [sa_subject(NAME, NAMESPACE)]
     return [
         service_account(NAME, NAMESPACE),
         cluster_role(
@@ -63,7 +62,7 @@ def _rbac() -> list[Obj]:
                 rule([""], ["events"], ["create", "patch"]),
             ],
         ),
-        cluster_role_binding(f"squall:{NAME}", f"squall:{NAME}", sa),
+        cluster_role_binding(f"squall:{NAME}", f"squall:{NAME}", [sa_subject(NAME, NAMESPACE)]),
         role(
             NAME,
             NAMESPACE,
@@ -81,7 +80,7 @@ def _rbac() -> list[Obj]:
                 rule([""], ["events"], ["create", "patch"]),
             ],
         ),
-        role_binding(NAME, NAMESPACE, NAME, sa),
+        role_binding(NAME, NAMESPACE, NAME, [sa_subject(NAME, NAMESPACE)]),
     ]
 
 
@@ -95,8 +94,14 @@ def _ingress_class() -> Obj:
     }
 
 
+def _health_probe(**timing: int) -> Obj:
+    # The same endpoint the NLB target groups check on every worker.
+    probe: Obj = {"httpGet": {"path": "/healthz", "port": HEALTH_PORT, "scheme": "HTTP"}}
+    probe.update(timing)
+    return probe
+
+
 def _daemonset() -> Obj:
-    health_probe = {"httpGet": {"path": "/healthz", "port": HEALTH_PORT, "scheme": "HTTP"}}
     controller: Obj = {
         "name": "controller",
         "image": images.NGINX_INGRESS,
@@ -121,15 +126,10 @@ def _daemonset() -> Obj:
             {"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"},
             {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
         ],
-        "livenessProbe": health_probe
-        | {
-            "initialDelaySeconds": 10,
-            "periodSeconds": 10,
-            "timeoutSeconds": 5,
-            "failureThreshold": 5,
-        },
-        "readinessProbe": health_probe
-        | {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": _health_probe(
+            initialDelaySeconds=10, periodSeconds=10, timeoutSeconds=5, failureThreshold=5
+        ),
+        "readinessProbe": _health_probe(periodSeconds=10, timeoutSeconds=5, failureThreshold=3),
         "lifecycle": {"preStop": {"exec": {"command": ["/wait-shutdown"]}}},
         "resources": {"requests": {"cpu": "100m", "memory": "90Mi"}},
         "securityContext": {
