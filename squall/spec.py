@@ -430,6 +430,10 @@ class Spec(_Model):
                 "host_cidr",
                 "is too small to give every zone a subnet; use a /24 or larger (default /16)",
             )
+        if nets["pod_cidr"].prefixlen > 20:
+            raise _KeyedError(
+                "pod_cidr", "is too small: each node takes a /24; use a /20 or larger (default /14)"
+            )
         if nets["service_cidr"].num_addresses < 16:
             raise _KeyedError("service_cidr", "needs at least 16 addresses (IP 10 is cluster DNS)")
         _unique(self.services, "services", lambda s: s.name, "name")

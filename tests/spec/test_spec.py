@@ -106,6 +106,7 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
         {"service_cidr": "10.21.0.0/16"},
         ["service_cidr", "overlaps pod_cidr"],
     ),
+    ("pod range too small", {"pod_cidr": "10.20.0.0/22"}, ["pod_cidr", "/20 or larger"]),
     ("host too small", {"host_cidr": "10.0.0.0/26"}, ["host_cidr", "/24 or larger"]),
     ("os enum", {"os": "ubuntu"}, ["os", "'fedora-coreos'", "'flatcar'"]),
     ("os_stream enum", {"os_stream": "beta"}, ["os_stream", "'stable'"]),
