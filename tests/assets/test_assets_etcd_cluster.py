@@ -32,6 +32,8 @@ MEMBERS = 3
 
 
 # Runs inside a fresh mount namespace: put the member's files where etcd_env says they are.
+# /etc/ssl/etcd does not exist on a test machine and the host's /etc stays untouched, so the
+# tmpfs covers /etc/ssl and the directory is made inside it.
 MEMBER_SETUP = """
 set -e
 mount -t tmpfs -o mode=0755 tmpfs /etc/ssl
