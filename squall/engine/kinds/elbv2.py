@@ -1,0 +1,344 @@
+"""Elastic Load Balancing v2 kinds: load balancer, target group, listener, target.
+
+ELBv2 has no tag filter on its describe calls: the cluster's load balancers and target groups
+are the ones whose tags (read in batches of 20) carry the ownership tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import botocore.exceptions
+
+from squall.engine.aws import code, gone
+from squall.engine.core import OWNER_TAG, Actual, Context, Kind
+
+
+def elb(ctx: Context) -> Any:
+    return ctx.aws.client("elbv2")
+
+
+def _elb_tags(ctx: Context, arns: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for i in range(0, len(arns), 20):
+        got = elb(ctx).describe_tags(ResourceArns=arns[i : i + 20])["TagDescriptions"]
+        for d in got:
+            out[d["ResourceArn"]] = {t["Key"]: t["Value"] for t in d.get("Tags", [])}
+    return out
+
+
+def _owned_only(ctx: Context, items: list[dict[str, Any]], arn_key: str) -> list[dict[str, Any]]:
+    tags = _elb_tags(ctx, [i[arn_key] for i in items])
+    return [i for i in items if tags.get(i[arn_key], {}).get(OWNER_TAG) == ctx.cluster]
+
+
+def _tags(ctx: Context, name: str) -> list[dict[str, str]]:
+    return ctx.tags(name)
+
+
+class LoadBalancer(Kind):
+    kind = "load_balancer"
+    # An internet-facing load balancer needs the VPC's internet gateway attached.
+    depends_on = ("subnet", "internet_gateway")
+    immutable = frozenset({"type", "scheme"})
+    unordered = frozenset({"subnets"})
+
+    def discover(self, ctx: Context) -> list[Actual]:
+        lbs = ctx.aws.pages("elbv2", "describe_load_balancers", "LoadBalancers")
+        lbs = [lb for lb in lbs if lb.get("State", {}).get("Code") != "deleting"]
+        return [self._actual(ctx, lb) for lb in _owned_only(ctx, lbs, "LoadBalancerArn")]
+
+    def _actual(self, ctx: Context, lb: dict[str, Any]) -> Actual:
+        arn = lb["LoadBalancerArn"]
+        attrs = elb(ctx).describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+        values = {a["Key"]: a["Value"] for a in attrs}
+        props: dict[str, Any] = {
+            "type": lb["Type"],
+            "scheme": lb["Scheme"],
+            "ip_address_type": lb.get("IpAddressType"),
+            "subnets": sorted(z["SubnetId"] for z in lb.get("AvailabilityZones", [])),
+        }
+        if "load_balancing.cross_zone.enabled" in values:
+            props["cross_zone"] = values["load_balancing.cross_zone.enabled"] == "true"
+        return Actual(
+            self.kind,
+            arn,
+            lb["LoadBalancerName"],
+            props,
+            {
+                "arn": arn,
+                "dns_name": lb["DNSName"],
+                "zone_id": lb["CanonicalHostedZoneId"],
+                "name": lb["LoadBalancerName"],
+            },
+        )
+
+    def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
+        # CreateLoadBalancer is idempotent by name when the settings match.
+        lb = ctx.settle(
+            lambda: elb(ctx).create_load_balancer(
+                Name=name,
+                Subnets=list(props["subnets"]),
+                Scheme=props["scheme"],
+                Type=props["type"],
+                IpAddressType=props["ip_address_type"],
+                Tags=_tags(ctx, name),
+            )
+        )["LoadBalancers"][0]
+        arn = lb["LoadBalancerArn"]
+        self._set_attributes(ctx, arn, props)
+        elb(ctx).get_waiter("load_balancer_available").wait(
+            LoadBalancerArns=[arn], WaiterConfig={"Delay": 10, "MaxAttempts": 90}
+        )
+        return self._read(ctx, arn)
+
+    def _set_attributes(self, ctx: Context, arn: str, props: dict[str, Any]) -> None:
+        if "cross_zone" in props:
+            elb(ctx).modify_load_balancer_attributes(
+                LoadBalancerArn=arn,
+                Attributes=[
+                    {
+                        "Key": "load_balancing.cross_zone.enabled",
+                        "Value": "true" if props["cross_zone"] else "false",
+                    }
+                ],
+            )
+
+    def _read(self, ctx: Context, arn: str) -> Actual:
+        lb = elb(ctx).describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]
+        return self._actual(ctx, lb)
+
+    def update(
+        self, ctx: Context, name: str, props: dict[str, Any], actual: Actual, changed: set[str]
+    ) -> Actual:
+        if "subnets" in changed:
+            elb(ctx).set_subnets(LoadBalancerArn=actual.id, Subnets=list(props["subnets"]))
+        if "ip_address_type" in changed:
+            elb(ctx).set_ip_address_type(
+                LoadBalancerArn=actual.id, IpAddressType=props["ip_address_type"]
+            )
+        if "cross_zone" in changed:
+            self._set_attributes(ctx, actual.id, props)
+        return self._read(ctx, actual.id)
+
+    def delete(self, ctx: Context, actual: Actual) -> None:
+        elb(ctx).delete_load_balancer(LoadBalancerArn=actual.id)
+        elb(ctx).get_waiter("load_balancers_deleted").wait(
+            LoadBalancerArns=[actual.id], WaiterConfig={"Delay": 5, "MaxAttempts": 120}
+        )
+
+
+HEALTH = {
+    "health_check_protocol": "HealthCheckProtocol",
+    "health_check_port": "HealthCheckPort",
+    "health_check_path": "HealthCheckPath",
+    "healthy_threshold": "HealthyThresholdCount",
+    "unhealthy_threshold": "UnhealthyThresholdCount",
+    "health_check_interval": "HealthCheckIntervalSeconds",
+}
+
+
+class TargetGroup(Kind):
+    kind = "target_group"
+    depends_on = ("vpc",)
+    immutable = frozenset({"protocol", "port", "vpc", "target_type"})
+
+    def discover(self, ctx: Context) -> list[Actual]:
+        tgs = ctx.aws.pages("elbv2", "describe_target_groups", "TargetGroups")
+        return [self._actual(tg) for tg in _owned_only(ctx, tgs, "TargetGroupArn")]
+
+    def _actual(self, tg: dict[str, Any]) -> Actual:
+        props: dict[str, Any] = {
+            "protocol": tg["Protocol"],
+            "port": tg["Port"],
+            "vpc": tg.get("VpcId"),
+            "target_type": tg.get("TargetType"),
+        }
+        for prop, field in HEALTH.items():
+            props[prop] = tg.get(field)
+        if props["health_check_protocol"] == "TCP":
+            props["health_check_path"] = None
+        arn = tg["TargetGroupArn"]
+        return Actual(self.kind, arn, tg["TargetGroupName"], props, {"arn": arn})
+
+    def _health_args(self, props: dict[str, Any]) -> dict[str, Any]:
+        return {field: props[prop] for prop, field in HEALTH.items() if props.get(prop) is not None}
+
+    def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
+        # CreateTargetGroup is idempotent by name when the settings match.
+        tg = ctx.settle(
+            lambda: elb(ctx).create_target_group(
+                Name=name,
+                Protocol=props["protocol"],
+                Port=int(props["port"]),
+                VpcId=props["vpc"],
+                TargetType=props["target_type"],
+                Tags=_tags(ctx, name),
+                **self._health_args(props),
+            )
+        )["TargetGroups"][0]
+        return self._actual(tg)
+
+    def update(
+        self, ctx: Context, name: str, props: dict[str, Any], actual: Actual, changed: set[str]
+    ) -> Actual:
+        tg = elb(ctx).modify_target_group(TargetGroupArn=actual.id, **self._health_args(props))
+        return self._actual(tg["TargetGroups"][0])
+
+    def delete(self, ctx: Context, actual: Actual) -> None:
+        elb(ctx).delete_target_group(TargetGroupArn=actual.id)
+
+
+class Listener(Kind):
+    """A listener, found by load balancer and port; owned when it carries the cluster's tag,
+    so listeners users add to the cluster's load balancer are left alone."""
+
+    kind = "listener"
+    depends_on = ("load_balancer", "target_group")
+    immutable = frozenset({"load_balancer", "port"})
+
+    def discover(self, ctx: Context) -> list[Actual]:
+        listeners = []
+        for lb in ctx.actuals("load_balancer"):
+            listeners += ctx.aws.pages(
+                "elbv2", "describe_listeners", "Listeners", LoadBalancerArn=lb.id
+            )
+        if not listeners:
+            return []
+        tags = _elb_tags(ctx, [x["ListenerArn"] for x in listeners])
+        names = {lb.id: lb.name for lb in ctx.actuals("load_balancer")}
+        out = []
+        for x in listeners:
+            forward = [a for a in x.get("DefaultActions", []) if a.get("Type") == "forward"]
+            props = {
+                "load_balancer": x["LoadBalancerArn"],
+                "port": x["Port"],
+                "protocol": x["Protocol"],
+                "target_group": forward[0].get("TargetGroupArn") if forward else None,
+            }
+            own = tags.get(x["ListenerArn"], {})
+            out.append(
+                Actual(
+                    self.kind,
+                    x["ListenerArn"],
+                    own.get("Name") or f"{names.get(x['LoadBalancerArn'])}:{x['Port']}",
+                    props,
+                    {"arn": x["ListenerArn"]},
+                    owned=own.get(OWNER_TAG) == ctx.cluster,
+                    ident=(x["LoadBalancerArn"], x["Port"]),
+                )
+            )
+        return out
+
+    def identity(self, name: str, props: dict[str, Any]) -> Hashable | None:
+        return (props["load_balancer"], props["port"])
+
+    def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
+        try:
+            x = ctx.settle(
+                lambda: elb(ctx).create_listener(
+                    LoadBalancerArn=props["load_balancer"],
+                    Port=int(props["port"]),
+                    Protocol=props["protocol"],
+                    DefaultActions=[{"Type": "forward", "TargetGroupArn": props["target_group"]}],
+                    Tags=_tags(ctx, name),
+                )
+            )["Listeners"][0]
+        except botocore.exceptions.ClientError as err:
+            if code(err) != "DuplicateListener":
+                raise
+            found = [
+                x
+                for x in elb(ctx).describe_listeners(LoadBalancerArn=props["load_balancer"])[
+                    "Listeners"
+                ]
+                if x["Port"] == int(props["port"])
+            ]
+            x = found[0]
+            return self.update(ctx, name, props, self._made(x["ListenerArn"], name, props), set())
+        return self._made(x["ListenerArn"], name, props)
+
+    def _made(self, arn: str, name: str, props: dict[str, Any]) -> Actual:
+        return Actual(
+            self.kind,
+            arn,
+            name,
+            dict(props),
+            {"arn": arn},
+            ident=(props["load_balancer"], props["port"]),
+        )
+
+    def update(
+        self, ctx: Context, name: str, props: dict[str, Any], actual: Actual, changed: set[str]
+    ) -> Actual:
+        elb(ctx).modify_listener(
+            ListenerArn=actual.id,
+            Protocol=props["protocol"],
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": props["target_group"]}],
+        )
+        return self._made(actual.id, name, props)
+
+    def delete(self, ctx: Context, actual: Actual) -> None:
+        elb(ctx).delete_listener(ListenerArn=actual.id)
+
+
+class Target(Kind):
+    """An instance registered in a target group (auto scaling groups register their own)."""
+
+    kind = "target"
+    depends_on = ("target_group", "instance")
+    immutable = frozenset({"target_group", "instance", "port"})
+
+    def discover(self, ctx: Context) -> list[Actual]:
+        mine = {a.id: a.name for a in ctx.actuals("instance")}
+        out = []
+        for tg in ctx.actuals("target_group"):
+            try:
+                health = elb(ctx).describe_target_health(TargetGroupArn=tg.id)
+            except botocore.exceptions.ClientError as err:
+                if gone(err):
+                    continue
+                raise
+            for d in health["TargetHealthDescriptions"]:
+                iid, port = d["Target"]["Id"], d["Target"].get("Port")
+                if iid not in mine:
+                    continue
+                out.append(
+                    Actual(
+                        self.kind,
+                        f"{tg.id}|{iid}|{port}",
+                        f"{tg.name} {mine[iid]}:{port}",
+                        {"target_group": tg.id, "instance": iid, "port": port},
+                        ident=(tg.id, iid, port),
+                    )
+                )
+        return out
+
+    def identity(self, name: str, props: dict[str, Any]) -> Hashable | None:
+        return (props["target_group"], props["instance"], int(props["port"]))
+
+    def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
+        ctx.settle(
+            lambda: elb(ctx).register_targets(
+                TargetGroupArn=props["target_group"],
+                Targets=[{"Id": props["instance"], "Port": int(props["port"])}],
+            )
+        )
+        tg, iid, port = props["target_group"], props["instance"], int(props["port"])
+        return Actual(
+            self.kind,
+            f"{tg}|{iid}|{port}",
+            name,
+            {"target_group": tg, "instance": iid, "port": port},
+            ident=(tg, iid, port),
+        )
+
+    def delete(self, ctx: Context, actual: Actual) -> None:
+        elb(ctx).deregister_targets(
+            TargetGroupArn=actual.props["target_group"],
+            Targets=[{"Id": actual.props["instance"], "Port": int(actual.props["port"])}],
+        )
+
+    def deleted_with(self, actual: Actual) -> tuple[str, ...]:
+        return (actual.props["target_group"], actual.props["instance"])
