@@ -276,6 +276,8 @@ def parse(text: str, os: OsName, where: str) -> Config:
             f"{where}: variant: {doc.get('variant')!r} does not match os {os!r}; "
             f"write 'variant: {variant}'"
         )
+    if doc.get("version") is None:
+        raise SnippetError(f"{where}: version: is required; write 'version: {versions[-1]}'")
     if doc.get("version") not in versions:
         raise SnippetError(
             f"{where}: version: {doc.get('version')!r} is not a {variant} Butane version squall "
@@ -352,11 +354,13 @@ def _one_line(err: ValidationError) -> str:
     if kind == "extra_forbidden":
         parent = next((p for p in reversed(loc[:-1]) if isinstance(p, str)), None)
         model = _MODELS.get(parent, _Butane) if parent else _Butane
-        near = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+        near = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.75)
         fix = f"did you mean {near[0]!r}?" if near else f"squall merges only {SUPPORTED}"
         return f"{key}: is not a field squall reads here; {fix}"
     if kind == "missing":
         return f"{key}: is required; add it"
+    if kind == "int_type" and loc[-1] == "mode":
+        return f"{key}: {e['input']!r} is not a file mode; write it in octal like 0644"
     if kind in _TYPE_HINTS:
         return f"{key}: {e['input']!r} is not {_TYPE_HINTS[kind]}; write {_TYPE_HINTS[kind]}"
     if kind == "literal_error":
