@@ -1,17 +1,18 @@
 """Node configs: Ignition spec 3.3.0 for Fedora CoreOS and Flatcar, with Butane snippets merged.
 
 ``controller(spec, i, assets)`` and ``worker(spec, pool, assets)`` return a :class:`Config`;
-``Config.to_json()`` is the instance's user data.
+``Config.to_json()`` is the instance's user data, and ``unpack`` reads the full config back
+out of it.
 """
 
 from __future__ import annotations
 
 from squall.assets import Assets
 from squall.ignition import butane, nodes
-from squall.ignition.model import Config
+from squall.ignition.model import Config, unpack
 from squall.spec import Spec, WorkerPool
 
-__all__ = ["Config", "controller", "worker"]
+__all__ = ["Config", "controller", "unpack", "worker"]
 
 
 def controller(spec: Spec, index: int, assets: Assets) -> Config:

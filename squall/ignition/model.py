@@ -13,7 +13,7 @@ import base64
 import gzip
 import json
 import urllib.parse
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 IGNITION_VERSION = "3.3.0"
@@ -189,7 +189,7 @@ class Config:
     directories: tuple[Directory, ...] = ()
     links: tuple[Link, ...] = ()
     units: tuple[Unit, ...] = ()
-    users: tuple[User, ...] = field(default=())
+    users: tuple[User, ...] = ()
 
     def merge(self, other: Config) -> Config:
         """``self`` with ``other`` laid over it, as Ignition merges a child config."""
@@ -208,12 +208,6 @@ class Config:
             for path in {e.path for e in group}:
                 kinds[path] = kinds.get(path, 0) + 1
         return sorted(p for p, n in kinds.items() if n > 1)
-
-    def file(self, path: str) -> File | None:
-        return next((f for f in self.files if f.path == path), None)
-
-    def unit(self, name: str) -> Unit | None:
-        return next((u for u in self.units if u.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
         """The whole Ignition config, readable: contents as plain ``data:`` URLs."""
