@@ -63,7 +63,9 @@ CA_FROM_KUBECONFIG = (
 )
 
 # Kubernetes nodes forward pod traffic, and the CNI's VXLAN traffic must not be dropped by
-# reverse-path filtering; inotify limits are raised for pods that watch many files.
+# reverse-path filtering; inotify limits are raised for pods that watch many files. IPv6
+# forwarding is safe to turn on: both OSes handle router advertisements in userspace
+# (NetworkManager, systemd-networkd), so the node keeps its default IPv6 route.
 SYSCTLS = {
     "net.ipv4.ip_forward": "1",
     "net.ipv6.conf.all.forwarding": "1",
