@@ -1,0 +1,1 @@
+"""The AWS architecture: one module per concern, composed by :mod:`squall.aws.cluster`."""

@@ -1,0 +1,104 @@
+"""The network (facts §1): a dualstack VPC, its internet gateway, one route table with
+separate default routes, and one public subnet per availability zone."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from squall.engine.core import Ref, Resource, Transform
+from squall.spec import Spec
+
+VPC = "vpc"
+IGW = "internet-gateway"
+ROUTE_TABLE = "route-table"
+
+
+def subnet_key(i: int) -> str:
+    return f"subnet-{i}"
+
+
+def subnet_refs(zones: list[str]) -> list[Ref]:
+    return [Ref(subnet_key(i)) for i in range(len(zones))]
+
+
+@dataclass(frozen=True)
+class Cidrsubnet(Transform):
+    """The ``index``-th subnet of a block with ``new_bits`` more prefix bits (like Terraform's
+    cidrsubnet): the VPC's Amazon IPv6 /56 is only known once AWS assigns it."""
+
+    new_bits: int
+    index: int
+
+    def __call__(self, value: str) -> str:
+        return cidrsubnet(value, self.new_bits, self.index)
+
+
+def cidrsubnet(block: str, new_bits: int, index: int) -> str:
+    net = ipaddress.ip_network(block)
+    prefix = net.prefixlen + new_bits
+    if prefix > net.max_prefixlen or not 0 <= index < 2**new_bits:
+        raise ValueError(f"{block} has no subnet {index} of /{prefix}")
+    size = 2 ** (net.max_prefixlen - prefix)
+    return str(ipaddress.ip_network((int(net.network_address) + index * size, prefix)))
+
+
+def network(spec: Spec, zones: list[str]) -> list[Resource]:
+    name = spec.cluster_name
+    out = [
+        Resource(
+            "vpc",
+            VPC,
+            name,
+            {
+                "cidr_block": spec.host_cidr,
+                "amazon_ipv6": True,
+                "enable_dns_support": True,
+                "enable_dns_hostnames": True,
+            },
+        ),
+        Resource("internet_gateway", IGW, name, {"vpc": Ref(VPC)}),
+        Resource("route_table", ROUTE_TABLE, name, {"vpc": Ref(VPC)}),
+        # Separate route resources, never inline, so that users can add their own routes.
+        Resource(
+            "route",
+            "route-ipv4-default",
+            f"{name} 0.0.0.0/0",
+            {"route_table": Ref(ROUTE_TABLE), "destination": "0.0.0.0/0", "gateway_id": Ref(IGW)},
+        ),
+        Resource(
+            "route",
+            "route-ipv6-default",
+            f"{name} ::/0",
+            {"route_table": Ref(ROUTE_TABLE), "destination": "::/0", "gateway_id": Ref(IGW)},
+        ),
+    ]
+    for i, zone in enumerate(zones):
+        subnet_name = f"{name}-public-{i}"
+        out.append(
+            Resource(
+                "subnet",
+                subnet_key(i),
+                subnet_name,
+                {
+                    "vpc": Ref(VPC),
+                    "availability_zone": zone,
+                    "cidr_block": cidrsubnet(spec.host_cidr, 4, i),
+                    "ipv6_cidr_block": Ref(VPC, "ipv6_cidr_block", Cidrsubnet(8, i)),
+                    "map_public_ip_on_launch": True,
+                    "assign_ipv6_address_on_creation": True,
+                    "hostname_type": "resource-name",
+                    "resource_name_dns_a_record": True,
+                    "resource_name_dns_aaaa_record": True,
+                },
+            )
+        )
+        out.append(
+            Resource(
+                "route_table_association",
+                f"{subnet_key(i)}-route-table",
+                subnet_name,
+                {"route_table": Ref(ROUTE_TABLE), "subnet": Ref(subnet_key(i))},
+            )
+        )
+    return out

@@ -1,0 +1,88 @@
+"""Load balancing (facts §2): one dualstack network load balancer for kube-apiserver (6443)
+and ingress (80/443), and its three target groups."""
+
+from __future__ import annotations
+
+from squall.aws.network import IGW, VPC, subnet_refs
+from squall.engine.core import Ref, Resource
+from squall.spec import Spec
+
+NLB = "nlb"
+TG_CONTROLLERS = "tg-controllers"
+TG_WORKERS_HTTP = "tg-workers-http"
+TG_WORKERS_HTTPS = "tg-workers-https"
+
+
+def _target_group(key: str, name: str, port: int, health: dict[str, object]) -> Resource:
+    return Resource(
+        "target_group",
+        key,
+        name,
+        {
+            "protocol": "TCP",
+            "port": port,
+            "vpc": Ref(VPC),
+            "target_type": "instance",
+            "healthy_threshold": 3,
+            "unhealthy_threshold": 3,
+            "health_check_interval": 10,
+            **health,
+        },
+    )
+
+
+def _listener(name: str, port: int, target_group: str) -> Resource:
+    return Resource(
+        "listener",
+        f"listener-{port}",
+        name,
+        {
+            "load_balancer": Ref(NLB),
+            "port": port,
+            "protocol": "TCP",
+            "target_group": Ref(target_group),
+        },
+    )
+
+
+def nlb(spec: Spec, zones: list[str]) -> list[Resource]:
+    name = spec.cluster_name
+    ingress_health = {
+        # The ingress controller's health endpoint; NLB HTTP checks need no TLS.
+        "health_check_protocol": "HTTP",
+        "health_check_port": "10254",
+        "health_check_path": "/healthz",
+    }
+    return [
+        Resource(
+            "load_balancer",
+            NLB,
+            f"{name}-nlb",
+            {
+                "type": "network",
+                "scheme": "internet-facing",
+                "ip_address_type": "dualstack",
+                "subnets": subnet_refs(zones),
+                "cross_zone": True,
+            },
+            # Internet-facing load balancers need the VPC's gateway in place.
+            after=(IGW,),
+        ),
+        _target_group(
+            TG_CONTROLLERS,
+            f"{name}-controllers",
+            6443,
+            {
+                # A ready apiserver, not just an open port. NLB HTTPS checks do not verify
+                # the certificate, and the apiserver lets anonymous clients read /readyz.
+                "health_check_protocol": "HTTPS",
+                "health_check_port": "6443",
+                "health_check_path": "/readyz",
+            },
+        ),
+        _target_group(TG_WORKERS_HTTP, f"{name}-workers-http", 80, ingress_health),
+        _target_group(TG_WORKERS_HTTPS, f"{name}-workers-https", 443, ingress_health),
+        _listener(f"{name}-apiserver", 6443, TG_CONTROLLERS),
+        _listener(f"{name}-ingress-http", 80, TG_WORKERS_HTTP),
+        _listener(f"{name}-ingress-https", 443, TG_WORKERS_HTTPS),
+    ]
