@@ -79,6 +79,58 @@ def render(
     out.print(f"rendered {len(written)} files into {out_dir}/")
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable, machine-readable JSON.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+@app.command()
+def plan(config: ConfigArg, as_json: JsonOpt = False) -> None:
+    """Show what apply would change in AWS."""
+    from squall.aws import commands
+
+    spec, state = load(config)
+    commands.plan(spec, state, out, err, as_json=as_json)
+
+
+@app.command()
+def apply(
+    config: ConfigArg,
+    yes: YesOpt = False,
+    bootstrap: Annotated[
+        bool, typer.Option("--bootstrap/--no-bootstrap", help="Run the SSH bootstrap after AWS.")
+    ] = True,
+) -> None:
+    """Create or update the cluster's AWS resources."""
+    from squall.aws import commands
+
+    spec, state = load(config)
+    commands.apply(spec, state, out, err, yes=yes, bootstrap=bootstrap)
+
+
+@app.command()
+def outputs(
+    config: ConfigArg,
+    as_json: JsonOpt = False,
+    show_sensitive: Annotated[
+        bool, typer.Option("--show-sensitive", help="Include the kubeconfigs (credentials).")
+    ] = False,
+) -> None:
+    """Print the cluster's outputs (ids, DNS names, keys), read from AWS."""
+    from squall.aws import commands
+
+    spec, state = load(config)
+    commands.outputs(spec, state, out, err, as_json=as_json, sensitive=show_sensitive)
+
+
+@app.command()
+def destroy(config: ConfigArg, yes: YesOpt = False) -> None:
+    """Delete every AWS resource the cluster owns, and nothing else."""
+    from squall.aws import commands
+
+    spec, state = load(config)
+    commands.destroy(spec, state, out, err, yes=yes)
+
+
 def main() -> None:
     # Click handles usage errors itself (exit 2); squall's own errors become one line, exit 1.
     try:

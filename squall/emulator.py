@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import select
 import signal
@@ -216,6 +217,9 @@ def _serve(region: str, zones: dict[str, str], env_file: Path | None, watch_stdi
     for k, v in DUMMY_CREDENTIALS.items():
         os.environ[k] = v
     os.environ.pop("AWS_ENDPOINT_URL", None)
+
+    # The server's request log would drown the demo's output.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     import boto3
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer

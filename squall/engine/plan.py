@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from squall.engine.core import (
     has_unknown,
     resolve,
 )
+from squall.engine.pool import DaemonPool
 
 Action = Literal["create", "update", "replace", "delete", "keep"]
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
@@ -180,8 +180,8 @@ def order(desired: Iterable[Resource]) -> list[Resource]:
 
 def discover_all(ctx: Context, parallelism: int = 8) -> None:
     """Run every kind's discovery, in parallel (kinds read their parents through ctx)."""
-    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(ctx.kinds)))) as pool:
-        for f in [pool.submit(ctx.actuals, k) for k in ctx.kinds]:
+    with DaemonPool(min(parallelism, len(ctx.kinds))) as pool:
+        for f in [pool.submit(lambda k=k: ctx.actuals(k)) for k in ctx.kinds]:
             f.result()
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from squall.engine import aws as aws_mod
 from squall.engine.core import Actual, Context, EngineError, Kind, Ref, resolve
 from squall.engine.plan import Change, Plan, diff_props
+from squall.engine.pool import DaemonPool
 from squall.errors import SquallError
 
 
@@ -174,7 +175,7 @@ def apply(
     def ready(i: int) -> bool:
         return state[i] == "pending" and all(state[d] == "done" for d in steps[i].after)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="squall")
+    pool = DaemonPool(parallelism)
     running: dict[Future[Actual | None], int] = {}
     started: dict[int, float] = {}
     try:
@@ -185,7 +186,7 @@ def apply(
                     if not steps[i].implied:
                         report.start(steps[i])
                     started[i] = time.monotonic()
-                    running[pool.submit(run, steps[i])] = i
+                    running[pool.submit(lambda s=steps[i]: run(s))] = i
             if not running:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -209,12 +210,10 @@ def apply(
                         results[step.change.resource.key] = actual
                 if not step.implied:
                     report.done(step, time.monotonic() - started[i])
-    except BaseException:
+    finally:
         for f in running:
             f.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+        pool.close()
     return Outcome(results, failures, done)
 
 

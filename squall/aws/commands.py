@@ -1,0 +1,120 @@
+"""The plan, apply, outputs and destroy commands: what they print and when they ask.
+
+The CLI hands over the loaded spec and state and two consoles; everything a user sees from
+these commands is decided here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from squall.aws.cluster import Cluster
+from squall.aws.outputs import SENSITIVE, redact
+from squall.engine import run
+from squall.engine.core import digest
+from squall.engine.plan import Plan
+from squall.engine.progress import RichReporter
+from squall.errors import SquallError
+from squall.spec import Spec
+from squall.state import State
+
+BOOTSTRAP_LATER = (
+    "The SSH bootstrap is not part of this version of squall: AWS is provisioned and the "
+    "nodes boot their configs, but no cluster assets are delivered and Kubernetes does not start."
+)
+
+
+def plan(spec: Spec, state: State, out: Console, err: Console, *, as_json: bool) -> None:
+    cluster = Cluster(spec, state)
+    with err.status("reading AWS…"):
+        p = cluster.plan()
+    if as_json:
+        _print_json(p.to_json())
+        return
+    out.print(p.render())
+
+
+def _confirm(what: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise SquallError(
+            f"{what} needs confirmation and there is no terminal to ask on; pass --yes"
+        )
+    if not typer.confirm(f"Do you want to {what}?", default=False):
+        raise SquallError(f"{what} cancelled; nothing was changed")
+
+
+def _run(cluster: Cluster, p: Plan, out: Console, title: str) -> None:
+    total = len(run.steps_for(p))
+    with RichReporter(out, total, title) as reporter:
+        outcome = cluster.apply(p, reporter)
+    for warning in cluster.ctx.warnings:
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
+    run.check(outcome)
+
+
+def apply(
+    spec: Spec, state: State, out: Console, err: Console, *, yes: bool, bootstrap: bool
+) -> None:
+    cluster = Cluster(spec, state)
+    with err.status("reading AWS…"):
+        p = cluster.plan(pin=True)
+    out.print(p.render())
+    if not p.empty:
+        _confirm(f"apply these changes to cluster {spec.cluster_name}", yes)
+        _run(cluster, p, out, "applying")
+        out.print(f"[green]AWS is up to date for cluster {spec.cluster_name}.[/]")
+    if bootstrap:
+        out.print(BOOTSTRAP_LATER)
+    else:
+        out.print("Skipping the SSH bootstrap (--no-bootstrap).")
+
+
+def destroy(spec: Spec, state: State, out: Console, err: Console, *, yes: bool) -> None:
+    cluster = Cluster(spec, state)
+    with err.status("reading AWS…"):
+        p = cluster.destroy_plan()
+    if p.empty:
+        out.print(f"Nothing to destroy: AWS holds nothing of cluster {spec.cluster_name}.")
+        return
+    out.print(p.render())
+    _confirm(f"destroy cluster {spec.cluster_name} and everything above", yes)
+    _run(cluster, p, out, "destroying")
+    out.print(f"[green]Destroyed cluster {spec.cluster_name}.[/]")
+
+
+def outputs(
+    spec: Spec, state: State, out: Console, err: Console, *, as_json: bool, sensitive: bool
+) -> None:
+    cluster = Cluster(spec, state)
+    with err.status("reading AWS…"):
+        values = cluster.outputs()
+    shown = values if sensitive else redact(values)
+    if as_json:
+        _print_json(shown)
+        return
+    for key, value in values.items():
+        out.print(f"[bold]{key}[/] = {escape(_text(key, value, sensitive))}")
+
+
+def _text(key: str, value: Any, sensitive: bool) -> str:
+    if key in SENSITIVE and not sensitive:
+        return f"(sensitive, {digest(value)}; --show-sensitive prints it)"
+    if isinstance(value, list):
+        return json.dumps(value)
+    if isinstance(value, str) and "\n" in value:
+        return "\n" + value.rstrip("\n")
+    return str(value)
+
+
+def _print_json(value: Any) -> None:
+    # Plain text on stdout: no colour codes or wrapping, whatever the terminal.
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    sys.stdout.flush()
