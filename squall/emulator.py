@@ -240,8 +240,9 @@ def _serve(region: str, zones: dict[str, str], env_file: Path | None, watch_stdi
         got = r53.create_hosted_zone(Name=name, CallerReference=f"squall-emulator-{name}")
         made[name] = got["HostedZone"]["Id"].rsplit("/", 1)[-1]
 
-    print(json.dumps({"endpoint": endpoint, "zones": made}), flush=True)
-    if env_file is not None:
+    if env_file is None:
+        print(json.dumps({"endpoint": endpoint, "zones": made}), flush=True)
+    else:
         lines = [f"export AWS_ENDPOINT_URL={endpoint}", f"export AWS_REGION={region}"]
         lines += [f"export {k}={v}" for k, v in DUMMY_CREDENTIALS.items()]
         env_file.write_text("\n".join(lines) + "\n")
