@@ -37,6 +37,20 @@ def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | N
     return meta
 
 
+def daemonset(name: str, namespace: str, labels: dict[str, str], pod: Obj) -> Obj:
+    """One pod per node, replaced a node at a time so a bad rollout stops early."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": metadata(name, namespace, labels),
+        "spec": {
+            "selector": {"matchLabels": dict(labels)},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+        },
+    }
+
+
 def service_account(name: str, namespace: str = KUBE_SYSTEM) -> Obj:
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, namespace)}
 

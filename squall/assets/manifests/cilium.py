@@ -16,6 +16,7 @@ from squall.assets.manifests._objects import (
     config_map,
     config_map_volume,
     critical_addon_tolerations,
+    daemonset,
     env,
     env_field,
     exists_toleration,
@@ -363,43 +364,36 @@ def _agent_daemonset(spec: Spec) -> Obj:
             mount("config", CONFIG_DIR, read_only=True),
         ],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": metadata("cilium", KUBE_SYSTEM, AGENT_LABELS),
-        "spec": {
-            "selector": {"matchLabels": dict(AGENT_LABELS)},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {
-                "metadata": {"labels": dict(AGENT_LABELS)},
-                "spec": {
-                    "hostNetwork": True,
-                    "priorityClassName": "system-node-critical",
-                    "serviceAccountName": AGENT,
-                    "automountServiceAccountToken": True,
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "tolerations": [
-                        *node_daemon_tolerations(spec),
-                        exists_toleration(AGENT_NOT_READY_TAINT),
-                    ],
-                    "initContainers": init_containers,
-                    "containers": [agent],
-                    "terminationGracePeriodSeconds": 1,
-                    "volumes": [
-                        host_path("cilium-run", "/var/run/cilium", "DirectoryOrCreate"),
-                        host_path("bpf-maps", "/sys/fs/bpf", "DirectoryOrCreate"),
-                        host_path("hostproc", "/proc", "Directory"),
-                        host_path("cilium-cgroup", CGROUP_ROOT, "DirectoryOrCreate"),
-                        host_path("cni-bin-dir", "/opt/cni/bin", "DirectoryOrCreate"),
-                        host_path("cni-conf-dir", "/etc/cni/net.d", "DirectoryOrCreate"),
-                        host_path("lib-modules", "/lib/modules", "Directory"),
-                        host_path("xtables-lock", "/run/xtables.lock", "FileOrCreate"),
-                        config_map_volume("config", CONFIG_MAP),
-                    ],
-                },
-            },
+    return daemonset(
+        "cilium",
+        KUBE_SYSTEM,
+        AGENT_LABELS,
+        {
+            "hostNetwork": True,
+            "priorityClassName": "system-node-critical",
+            "serviceAccountName": AGENT,
+            "automountServiceAccountToken": True,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "tolerations": [
+                *node_daemon_tolerations(spec),
+                exists_toleration(AGENT_NOT_READY_TAINT),
+            ],
+            "initContainers": init_containers,
+            "containers": [agent],
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [
+                host_path("cilium-run", "/var/run/cilium", "DirectoryOrCreate"),
+                host_path("bpf-maps", "/sys/fs/bpf", "DirectoryOrCreate"),
+                host_path("hostproc", "/proc", "Directory"),
+                host_path("cilium-cgroup", CGROUP_ROOT, "DirectoryOrCreate"),
+                host_path("cni-bin-dir", "/opt/cni/bin", "DirectoryOrCreate"),
+                host_path("cni-conf-dir", "/etc/cni/net.d", "DirectoryOrCreate"),
+                host_path("lib-modules", "/lib/modules", "Directory"),
+                host_path("xtables-lock", "/run/xtables.lock", "FileOrCreate"),
+                config_map_volume("config", CONFIG_MAP),
+            ],
         },
-    }
+    )
 
 
 def _operator_deployment(spec: Spec) -> Obj:

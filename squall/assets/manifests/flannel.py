@@ -16,10 +16,10 @@ from squall.assets.manifests._objects import (
     cluster_role_binding,
     config_map,
     config_map_volume,
+    daemonset,
     env,
     env_field,
     host_path,
-    metadata,
     mount,
     node_daemon_tolerations,
     rule,
@@ -119,34 +119,27 @@ def _daemonset(spec: Spec) -> Obj:
             mount("xtables-lock", "/run/xtables.lock"),
         ],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": metadata(NAME, KUBE_SYSTEM, LABELS),
-        "spec": {
-            "selector": {"matchLabels": dict(LABELS)},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {
-                "metadata": {"labels": dict(LABELS)},
-                "spec": {
-                    "hostNetwork": True,
-                    "priorityClassName": "system-node-critical",
-                    "serviceAccountName": NAME,
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "tolerations": node_daemon_tolerations(spec),
-                    "initContainers": init_containers,
-                    "containers": [flannel],
-                    "volumes": [
-                        host_path("run-flannel", "/run/flannel", "DirectoryOrCreate"),
-                        host_path("cni-bin-dir", "/opt/cni/bin", "DirectoryOrCreate"),
-                        host_path("cni-conf-dir", "/etc/cni/net.d", "DirectoryOrCreate"),
-                        host_path("xtables-lock", "/run/xtables.lock", "FileOrCreate"),
-                        config_map_volume("config", CONFIG_MAP),
-                    ],
-                },
-            },
+    return daemonset(
+        NAME,
+        KUBE_SYSTEM,
+        LABELS,
+        {
+            "hostNetwork": True,
+            "priorityClassName": "system-node-critical",
+            "serviceAccountName": NAME,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "tolerations": node_daemon_tolerations(spec),
+            "initContainers": init_containers,
+            "containers": [flannel],
+            "volumes": [
+                host_path("run-flannel", "/run/flannel", "DirectoryOrCreate"),
+                host_path("cni-bin-dir", "/opt/cni/bin", "DirectoryOrCreate"),
+                host_path("cni-conf-dir", "/etc/cni/net.d", "DirectoryOrCreate"),
+                host_path("xtables-lock", "/run/xtables.lock", "FileOrCreate"),
+                config_map_volume("config", CONFIG_MAP),
+            ],
         },
-    }
+    )
 
 
 def flannel_manifests(spec: Spec) -> dict[str, list[Obj]]:

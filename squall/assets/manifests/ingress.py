@@ -14,6 +14,7 @@ from squall.assets.manifests._objects import (
     cluster_role,
     cluster_role_binding,
     config_map,
+    daemonset,
     env_field,
     metadata,
     role,
@@ -142,28 +143,21 @@ def _daemonset() -> Obj:
             "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
         },
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": metadata(NAME, NAMESPACE, LABELS),
-        "spec": {
-            "selector": {"matchLabels": dict(LABELS)},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {
-                "metadata": {"labels": dict(LABELS)},
-                "spec": {
-                    # Host ports 80/443/10254 on each worker are what the NLB targets reach.
-                    "hostNetwork": True,
-                    "dnsPolicy": "ClusterFirstWithHostNet",
-                    "nodeSelector": {WORKER_LABEL: ""},
-                    "serviceAccountName": NAME,
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "terminationGracePeriodSeconds": 300,
-                    "containers": [controller],
-                },
-            },
+    return daemonset(
+        NAME,
+        NAMESPACE,
+        LABELS,
+        {
+            # Host ports 80/443/10254 on each worker are what the NLB targets reach.
+            "hostNetwork": True,
+            "dnsPolicy": "ClusterFirstWithHostNet",
+            "nodeSelector": {WORKER_LABEL: ""},
+            "serviceAccountName": NAME,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "terminationGracePeriodSeconds": 300,
+            "containers": [controller],
         },
-    }
+    )
 
 
 def nginx_ingress_manifests() -> dict[str, list[Obj]]:

@@ -12,9 +12,9 @@ from squall.assets.manifests._objects import (
     cluster_role_binding,
     config_map,
     config_map_volume,
+    daemonset,
     env_field,
     host_path,
-    metadata,
     mount,
     node_daemon_tolerations,
     sa_subject,
@@ -96,33 +96,26 @@ def _daemonset(spec: Spec) -> Obj:
             mount("xtables-lock", "/run/xtables.lock"),
         ],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": metadata(NAME, KUBE_SYSTEM, LABELS),
-        "spec": {
-            "selector": {"matchLabels": dict(LABELS)},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {
-                "metadata": {"labels": dict(LABELS)},
-                "spec": {
-                    "hostNetwork": True,
-                    "priorityClassName": "system-node-critical",
-                    "serviceAccountName": NAME,
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "tolerations": node_daemon_tolerations(spec),
-                    "containers": [container],
-                    "volumes": [
-                        config_map_volume("config", "kube-proxy-config"),
-                        config_map_volume("kubeconfig", "kube-proxy-kubeconfig"),
-                        host_path("lib-modules", "/lib/modules", "Directory"),
-                        # Shared with every other iptables user on the node.
-                        host_path("xtables-lock", "/run/xtables.lock", "FileOrCreate"),
-                    ],
-                },
-            },
+    return daemonset(
+        NAME,
+        KUBE_SYSTEM,
+        LABELS,
+        {
+            "hostNetwork": True,
+            "priorityClassName": "system-node-critical",
+            "serviceAccountName": NAME,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "tolerations": node_daemon_tolerations(spec),
+            "containers": [container],
+            "volumes": [
+                config_map_volume("config", "kube-proxy-config"),
+                config_map_volume("kubeconfig", "kube-proxy-kubeconfig"),
+                host_path("lib-modules", "/lib/modules", "Directory"),
+                # Shared with every other iptables user on the node.
+                host_path("xtables-lock", "/run/xtables.lock", "FileOrCreate"),
+            ],
         },
-    }
+    )
 
 
 def kube_proxy_manifests(spec: Spec) -> dict[str, list[Obj]]:
