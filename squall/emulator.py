@@ -174,6 +174,7 @@ def _fill_moto_gaps() -> None:
       EnableResourceNameDnsAAAARecordOnLaunch: moto accepts and drops them.
     - RunInstances' ClientToken: moto launches again for a token it has seen, where AWS
       returns the first launch.
+    - RunInstances' block device Iops: moto gives every gp3 volume the default 3000.
     """
     from moto.ec2.models.instances import InstanceBackend
     from moto.ec2.responses.subnets import Subnets
@@ -204,7 +205,16 @@ def _fill_moto_gaps() -> None:
                 for reservation in self.reservations.values():
                     if any(i.client_token == token for i in reservation.instances):
                         return reservation
-            return original_run(self, *args, **kwargs)
+            reservation = original_run(self, *args, **kwargs)
+        wanted = {
+            m.get("DeviceName"): m.get("Ebs", {}).get("Iops")
+            for m in kwargs.get("block_device_mappings") or []
+        }
+        for instance in reservation.instances:
+            for device, mapping in instance.get_block_device_mapping:
+                if wanted.get(device):
+                    self.get_volume(mapping.volume_id).iops = int(wanted[device])
+        return reservation
 
     InstanceBackend.run_instances = run_instances  # type: ignore[method-assign]
 
