@@ -135,7 +135,7 @@ class AutoScalingGroup(Kind):
                     "MinHealthyPercentage": int(props["refresh_min_healthy"]),
                 },
             )
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as err:
+        except Exception as err:
             ctx.warn(
                 f"{explain(err, f'starting an instance refresh of {name}')}; "
                 "running workers keep the old template until replaced"
