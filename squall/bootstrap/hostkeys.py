@@ -62,8 +62,10 @@ def controller_host_key(state: State, index: int) -> HostKey:
     data = state.read(name)
     if data is None:
         key = Ed25519PrivateKey.generate()
-        state.write(name, _private_pem(key))
-        return HostKey(_private_pem(key), _public_line(key, index))
+        # Serialized once: the format carries random check bytes, so every export differs.
+        pem = _private_pem(key)
+        state.write(name, pem)
+        return HostKey(pem, _public_line(key, index))
     try:
         loaded = serialization.load_ssh_private_key(data, password=None)
     except (ValueError, TypeError) as err:

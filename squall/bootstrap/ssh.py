@@ -10,8 +10,10 @@ files: squall offers exactly the keys it says it offers and trusts exactly the k
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import errno
+import hashlib
 import os
 import shlex
 import stat
@@ -57,14 +59,25 @@ class ClientKeys:
     source: str  # "ssh-agent" or "key file PATH"
 
     def fingerprints(self) -> list[str]:
-        return [fingerprint(k.public_data) for k in self.keys]
+        return [fingerprint(k.key_public_data) for k in self.keys]
 
     def describe(self) -> str:
         return f"{self.source} key(s) {', '.join(self.fingerprints())}"
 
 
-def fingerprint(public_data: bytes | str) -> str:
-    return asyncssh.import_public_key(public_data).get_fingerprint("sha256")
+def fingerprint(wire: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key in SSH wire format."""
+    digest = base64.b64encode(hashlib.sha256(wire).digest()).decode()
+    return f"SHA256:{digest.rstrip('=')}"
+
+
+def authorized_key_fingerprint(line: str) -> str | None:
+    """The fingerprint of an authorized_keys-style line, or None if it is not one."""
+    fields = line.split()
+    try:
+        return fingerprint(base64.b64decode(fields[1], validate=True)) if len(fields) > 1 else None
+    except ValueError:
+        return None
 
 
 # Credentials
@@ -132,7 +145,8 @@ async def load_credentials(key_file: str | None, env: Mapping[str, str]) -> Cred
     agent = asyncssh.SSHAgentClient(sock)
     try:
         keys = await agent.get_keys()
-    except (OSError, asyncssh.Error) as err:
+    except (OSError, ValueError, asyncssh.Error) as err:
+        # asyncssh reports a missing socket as a ValueError carrying the OS error's text.
         agent.close()
         reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
         raise SSHError(
@@ -248,13 +262,9 @@ def host_key_mismatch(controller: Controller) -> SSHError:
 
 def auth_refused(controller: Controller, keys: ClientKeys, authorized_key: str | None) -> SSHError:
     expected = ""
-    if authorized_key:
-        with contextlib.suppress(ValueError, asyncssh.KeyImportError):
-            wanted = fingerprint(authorized_key)
-            if wanted not in keys.fingerprints():
-                expected = (
-                    f"; the node only authorizes ssh_authorized_key {wanted}, which was not offered"
-                )
+    wanted = authorized_key_fingerprint(authorized_key or "")
+    if wanted is not None and wanted not in keys.fingerprints():
+        expected = f"; the node only authorizes ssh_authorized_key {wanted}, which was not offered"
     fix = (
         "ssh-add the private half of ssh_authorized_key"
         if keys.source == "ssh-agent"
@@ -349,7 +359,10 @@ async def connect(
             why = _waiting_reason(err)
             if why is None:
                 raise SSHError(f"{controller.label}: SSH failed ({err}); re-run to retry") from None
-            reason = why
+            cut_short = left < options.attempt_timeout and why == "no answer"
+            # An attempt the deadline cut short says nothing new about the host.
+            if not (cut_short and reason != "connecting"):
+                reason = why
             await options.sleep(max(0.0, min(options.retry_every, deadline - options.clock())))
             continue
         report(Update(key, "connected"))
