@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import boto3
 import botocore.exceptions
+import botocore.parsers
 from botocore.config import Config
 
 from squall.errors import SquallError
@@ -243,7 +244,7 @@ def outcome_unknown(err: BaseException) -> bool:
         err,
         botocore.exceptions.ConnectionError
         | botocore.exceptions.HTTPClientError
-        | botocore.exceptions.ResponseParserError,
+        | botocore.parsers.ResponseParserError,
     ):
         return True
     if isinstance(err, botocore.exceptions.ClientError):

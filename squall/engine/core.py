@@ -170,11 +170,14 @@ class Context:
         *,
         consistency_timeout: float = 120.0,
         wait_timeout: float = 900.0,
+        retry_delay: float = 2.0,
     ) -> None:
         self.aws = aws
         self.cluster = cluster
         self.consistency_timeout = consistency_timeout
         self.wait_timeout = wait_timeout
+        # First pause before retrying a delete that something else still blocks.
+        self.retry_delay = retry_delay
         self.kinds: dict[str, Kind] = {k.kind: k for k in kinds}
         self._found: dict[str, list[Actual]] = {}
         self._locks: dict[str, threading.Lock] = {k: threading.Lock() for k in self.kinds}

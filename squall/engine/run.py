@@ -234,7 +234,7 @@ def _delete(ctx: Context, kind: Kind, step: Step, report: Reporter) -> None:
         codes=aws_mod.STILL_IN_USE,
         # A delete blocked by something still going away (DependencyViolation, ResourceInUse).
         timeout=ctx.wait_timeout,
-        first_delay=2.0,
+        first_delay=ctx.retry_delay,
         max_delay=20.0,
         on_wait=lambda c: report.note(step, f"waiting for dependents to go ({c})"),
     )
