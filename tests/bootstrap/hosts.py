@@ -29,8 +29,8 @@ LOCK = Path("/tmp/squall-tests-netns.lock")
 OVERLAID = ("etc", "opt", "home", "var", "usr/local")
 
 SYSTEMCTL_STUB = """#!/bin/sh
-echo "$*" >> {log}
-exit ${{SYSTEMCTL_STATUS:-0}}
+echo "$*" >> {d}/systemctl.log
+if [ -e {d}/systemctl.fail ]; then echo "Job for $2.service failed." >&2; exit 1; fi
 """
 
 
@@ -133,6 +133,10 @@ class Host:
         path = self.dir / "sshd.log"
         return path.read_text() if path.exists() else ""
 
+    def sftp_log(self) -> str:
+        path = self.dir / "sftp.log"
+        return path.read_text() if path.exists() else ""
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -158,7 +162,9 @@ def _sshd_config(d: Path, listen: str) -> str:
             "PermitRootLogin prohibit-password",
             # pytest's temporary directories sit under the world-writable /tmp.
             "StrictModes no",
-            "Subsystem sftp internal-sftp",
+            # At INFO the SFTP server logs each file it opens with the mode it was created with;
+            # the user's shell runs the subsystem, so stderr can go to a file.
+            f"Subsystem sftp /usr/lib/openssh/sftp-server -e -l INFO 2>>{d}/sftp.log",
             "LogLevel VERBOSE",
             "",
         ]
@@ -206,7 +212,7 @@ def start_host(
     with os.fdopen(fd, "wb") as f:
         f.write(host_key_pem)
     (d / "authorized_keys").write_text("".join(k.strip() + "\n" for k in authorized_keys))
-    (d / "systemctl").write_text(SYSTEMCTL_STUB.format(log=d / "systemctl.log"))
+    (d / "systemctl").write_text(SYSTEMCTL_STUB.format(d=d))
     if layout_script is not None:
         (d / "layout").write_text(layout_script)
     link = make_link()
