@@ -9,6 +9,16 @@ cluster file can name its zone id before the zone exists.
 The instances it "launches" have fictitious public addresses: nothing may ever connect to
 them. Only the server's own loopback endpoint is ever contacted.
 
+Where moto differs from AWS in ways squall meets (moto 5.2):
+
+- filled in here (see ``_fill_moto_gaps``): subnet hostname-type and AAAA-record settings,
+  RunInstances' ClientToken, gp3 Iops of instance volumes;
+- left as they are: no StartInstanceRefresh (squall warns and carries on); launch template
+  metadata options are not applied to the instances a group launches; new security groups get
+  an IPv6 egress rule by default; instances, load balancers and DNS changes are ready at once
+  and network load balancers leave no network interfaces behind, so the waits and the
+  DependencyViolation retries are exercised only by real AWS (and the engine's own tests).
+
     with emulator.start({"aws.example.com": "Z3PAABBCFAKEC0"}) as aws:
         os.environ.update(aws.env())
 

@@ -60,7 +60,8 @@ class Ref:
         if self.attr not in attrs:
             raise EngineError(f"{self.key} has no attribute {self.attr!r}")
         value = attrs[self.attr]
-        if value is UNKNOWN or self.via is None:
+        # None: AWS has not filled the attribute in yet (e.g. an IPv6 block still arriving).
+        if value is UNKNOWN or value is None or self.via is None:
             return value
         return self.via(value)
 

@@ -124,7 +124,8 @@ class AutoScalingGroup(Kind):
 
     def _refresh(self, ctx: Context, name: str, props: dict[str, Any]) -> None:
         # Not worth many retries: when AWS declines (a refresh already running, or an API
-        # the endpoint lacks), the group still launches new instances from the new version.
+        # the endpoint lacks: moto has no StartInstanceRefresh), the group still launches
+        # new instances from the new version.
         client = ctx.aws.client("autoscaling", max_attempts=2)
         try:
             client.start_instance_refresh(

@@ -57,6 +57,8 @@ def _by_name(ctx: Context, operation: str, key: str, id_key: str, name: str) -> 
 class Vpc(Kind):
     kind = "vpc"
     immutable = frozenset({"cidr_block"})
+    # An update may be the one that completes the IPv6 block.
+    volatile = frozenset({"ipv6_cidr_block"})
 
     def discover(self, ctx: Context) -> list[Actual]:
         vpcs = ctx.aws.pages("ec2", "describe_vpcs", "Vpcs", Filters=[ctx.owner_filter])
