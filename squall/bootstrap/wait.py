@@ -202,7 +202,7 @@ def nodes_summary(report: NodeReport, expected: ExpectedNodes) -> tuple[bool, st
     if missing > 0:
         extra.append(f"{missing} not registered yet")
     if not done and extra:
-        text += f" ({'; '.join(extra)})"
+        text += "".join(f"; {e}" for e in extra)
     return done, text
 
 
