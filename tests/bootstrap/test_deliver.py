@@ -12,7 +12,7 @@ import hashlib
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -218,7 +218,7 @@ def test_failed_bootstrap_unit_is_reported(
 
 @pytest.fixture
 def three_controllers(
-    make_host: HostFactory, client_key: ClientKey, make_spec: object, layout_script: str
+    make_host: HostFactory, client_key: ClientKey, layout_script: str
 ) -> Iterator[list[Host]]:
     yield [
         make_host(i, authorized_keys=[client_key.public], layout_script=layout_script)
@@ -227,11 +227,14 @@ def three_controllers(
 
 
 def test_bootstrap_runs_on_controller_0_only(
-    make_spec: object, client_key: ClientKey, state: State, three_controllers: list[Host]
+    make_spec: Callable[..., Spec],
+    client_key: ClientKey,
+    state: State,
+    three_controllers: list[Host],
 ) -> None:
     from squall import assets as assets_mod
 
-    spec = make_spec(  # type: ignore[operator]
+    spec = make_spec(
         controller_count=3,
         ssh_authorized_key=client_key.public,
         ssh_private_key_file=str(client_key.path),

@@ -6,6 +6,7 @@ import json
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def kubectl(path: Path, *args: str) -> str:
     ).stdout
 
 
-def view(path: Path) -> dict:  # type: ignore[type-arg]
+def view(path: Path) -> dict[str, Any]:
     return json.loads(kubectl(path, "view", "--raw", "-o", "json"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,8 +88,10 @@ def test_run_delivers_waits_and_hands_over_a_kubeconfig(
     assert "assets already in place" in [u.status for u in again]
 
 
-def test_every_controller_index_is_required(make_spec: object, client_key: ClientKey) -> None:
-    spec = make_spec(controller_count=3, ssh_authorized_key=client_key.public)  # type: ignore[operator]
+def test_every_controller_index_is_required(
+    make_spec: Callable[..., Spec], client_key: ClientKey
+) -> None:
+    spec = make_spec(controller_count=3, ssh_authorized_key=client_key.public)
     cs = [
         Controller("controller-0", 0, "198.51.100.10"),
         Controller("controller-2", 2, "198.51.100.12"),

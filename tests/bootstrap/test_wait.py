@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -166,11 +167,11 @@ def test_missing_and_not_ready_nodes_are_named(
 
 
 def test_a_server_with_another_ca_is_not_trusted(
-    spec: Spec, assets: Assets, tmp_path: object, make_spec: object
+    spec: Spec, assets: Assets, tmp_path: Path
 ) -> None:
     from squall import assets as assets_mod
 
-    other_state = State(tmp_path / "other")  # type: ignore[operator]
+    other_state = State(tmp_path / "other")
     other = assets_mod.build(spec, other_state)
     with serve(
         other_state.path("tls/k8s/apiserver.crt"),
