@@ -14,7 +14,6 @@ import base64
 import contextlib
 import errno
 import hashlib
-import os
 import shlex
 import stat
 import time
@@ -421,7 +420,3 @@ async def connect_all(
         for conn in conns:
             with contextlib.suppress(Exception):
                 await conn.wait_closed()
-
-
-def environment() -> Mapping[str, str]:
-    return os.environ
