@@ -6,9 +6,11 @@ these commands is decided here.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 import typer
 from rich.console import Console
@@ -24,12 +26,38 @@ from squall.errors import SquallError
 from squall.spec import Spec
 from squall.state import State
 
+P = ParamSpec("P")
+
 BOOTSTRAP_LATER = (
     "The SSH bootstrap is not part of this version of squall: AWS is provisioned and the "
     "nodes boot their configs, but no cluster assets are delivered and Kubernetes does not start."
 )
 
 
+INTERRUPTED = (
+    "interrupted; re-run the same command to continue: what was made carries the cluster's tag "
+    "and is picked up again"
+)
+
+
+def interruptible(fn: Callable[P, None]) -> Callable[P, None]:
+    """Ctrl-C ends the command at once with a line saying it is safe to re-run.
+
+    Typer turns KeyboardInterrupt into a silent exit 130, so the line is printed here.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            Console(stderr=True, highlight=False, soft_wrap=True).print(INTERRUPTED)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@interruptible
 def plan(spec: Spec, state: State, out: Console, err: Console, *, as_json: bool) -> None:
     cluster = Cluster(spec, state)
     with err.status("reading AWS…"):
@@ -61,6 +89,7 @@ def _run(cluster: Cluster, p: Plan, out: Console, title: str) -> None:
     run.check(outcome)
 
 
+@interruptible
 def apply(
     spec: Spec, state: State, out: Console, err: Console, *, yes: bool, bootstrap: bool
 ) -> None:
@@ -78,6 +107,7 @@ def apply(
         out.print("Skipping the SSH bootstrap (--no-bootstrap).")
 
 
+@interruptible
 def destroy(spec: Spec, state: State, out: Console, err: Console, *, yes: bool) -> None:
     cluster = Cluster(spec, state)
     with err.status("reading AWS…"):
@@ -91,6 +121,7 @@ def destroy(spec: Spec, state: State, out: Console, err: Console, *, yes: bool) 
     out.print(f"[green]Destroyed cluster {spec.cluster_name}.[/]")
 
 
+@interruptible
 def outputs(
     spec: Spec, state: State, out: Console, err: Console, *, as_json: bool, sensitive: bool
 ) -> None:

@@ -109,7 +109,13 @@ def cluster_file(directory: Path, name: str, **overrides: Any) -> Path:
         "worker_count": 2,
     }
     values.update(overrides)
-    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    tables = {
+        k: v for k, v in values.items() if isinstance(v, list) and v and isinstance(v[0], dict)
+    }
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if k not in tables]
+    for key, rows in tables.items():
+        for row in rows:
+            lines += [f"[[{key}]]", *(f"{k} = {json.dumps(v)}" for k, v in row.items())]
     path = directory / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -10,6 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients that were killed mid-request reset their connections; that is the point.
+        pass
+
+
 def action_of(body: bytes) -> str:
     return urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
 
@@ -27,8 +35,7 @@ class HoldProxy:
         self._release = threading.Event()
         self._lock = threading.Lock()
         self.actions: list[str] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

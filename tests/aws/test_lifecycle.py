@@ -288,6 +288,37 @@ def test_apply_killed_halfway_converges_without_duplicates(
     assert squall.plan_json(config)["changes"] == []
 
 
+def test_ctrl_c_stops_at_once_with_a_safe_message(
+    aws: emulator.EmulatedAws, squall: Squall, client: Client, tmp_path: Path
+) -> None:
+    config = cluster_file(tmp_path, "intr")
+    with HoldProxy(aws.endpoint, hold="CreateLoadBalancer") as proxy:
+        env = clean_env({**aws.env(), "AWS_ENDPOINT_URL": proxy.url})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "squall", "apply", str(config), "--yes", "--no-bootstrap"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proxy.held.wait(120)
+            # A call is in flight and never answered: the process must not wait for it.
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130
+    assert "interrupted; re-run the same command to continue" in stderr
+    assert "Traceback" not in stderr
+    squall("apply", str(config), "--yes", "--no-bootstrap")
+    assert squall.plan_json(config)["changes"] == []
+    assert owned_anything(client, "intr")["elb"] == 4
+
+
 def test_apply_without_a_terminal_needs_yes(squall: Squall, client: Client, tmp_path: Path) -> None:
     config = cluster_file(tmp_path, "ask")
     proc = squall("apply", str(config), "--no-bootstrap", check=False)
@@ -337,3 +368,7 @@ def test_aws_errors_are_one_clear_line(
     proc = squall("outputs", str(config), check=False)
     line = one_line_error(proc)
     assert "squall apply" in line
+
+    later = variant("services", services=[{"name": "app", "port": 3333, "node_port": 30333}])
+    line = one_line_error(squall("plan", str(later), check=False))
+    assert "services" in line and "remove" in line

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import botocore.exceptions
+
+from squall.engine.aws import code, message
 from squall.engine.core import Actual, Context, Kind
 
 
@@ -33,9 +36,18 @@ class Record(Kind):
         self.owns = owns
 
     def discover(self, ctx: Context) -> list[Actual]:
-        sets = ctx.aws.pages(
-            "route53", "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=self.zone_id
-        )
+        try:
+            sets = ctx.aws.pages(
+                "route53",
+                "list_resource_record_sets",
+                "ResourceRecordSets",
+                HostedZoneId=self.zone_id,
+            )
+        except botocore.exceptions.ClientError as err:
+            # A zone deleted first holds no records to delete; creating them says so clearly.
+            if code(err) == "NoSuchHostedZone":
+                return []
+            raise
         out = []
         for rs in sets:
             name, type_ = fqdn(rs["Name"]), rs["Type"]
@@ -111,12 +123,17 @@ class Record(Kind):
         return self._upsert(ctx, name, props)
 
     def delete(self, ctx: Context, actual: Actual) -> None:
-        r53(ctx).change_resource_record_sets(
-            HostedZoneId=self.zone_id,
-            ChangeBatch={
-                "Changes": [{"Action": "DELETE", "ResourceRecordSet": actual.attrs["record"]}]
-            },
-        )
+        try:
+            r53(ctx).change_resource_record_sets(
+                HostedZoneId=self.zone_id,
+                ChangeBatch={
+                    "Changes": [{"Action": "DELETE", "ResourceRecordSet": actual.attrs["record"]}]
+                },
+            )
+        except botocore.exceptions.ClientError as err:
+            # Already gone (a resent delete, or someone else removed it).
+            if code(err) != "InvalidChangeBatch" or "not found" not in message(err).lower():
+                raise
 
     def same(self, prop: str, desired: Any, observed: Any) -> bool:
         if prop == "name":
