@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from squall.assets.hostkeys import HostKey
 from squall.spec import Spec
 from squall.state import State
 
@@ -35,6 +36,8 @@ class Assets:
     )
     admin_kubeconfig: str
     service_account_public_key: str  # PEM
+    # Each controller's SSH host key, by index: installed by its node config, pinned by squall.
+    host_keys: tuple[HostKey, ...]
 
     def file(self, path: str) -> AssetFile:
         for f in self.files:
@@ -74,7 +77,7 @@ def manifest_files(manifests: dict[str, list[dict[str, Any]]]) -> list[AssetFile
 
 def build(spec: Spec, state: State) -> Assets:
     """The controller asset bundle and the values other layers need from it."""
-    from squall.assets import kubeconfig, static_pods, tls, token
+    from squall.assets import hostkeys, kubeconfig, static_pods, tls, token
 
     # Another part of the tree provides the cluster manifests; importing it here keeps the
     # rest of this package usable on its own.
@@ -120,4 +123,7 @@ def build(spec: Spec, state: State) -> Assets:
         bootstrap_kubeconfig=kubeconfig.dump(kubeconfig.bootstrap(spec, ca_pem, bootstrap_token)),
         admin_kubeconfig=kubeconfig.dump(admin),
         service_account_public_key=pki.service_account_pub.decode(),
+        host_keys=tuple(
+            hostkeys.controller_host_key(state, i) for i in range(spec.controller_count)
+        ),
     )

@@ -5,7 +5,7 @@
 controller's SSH host key.
 """
 
-from squall.bootstrap.hostkeys import HostKey, controller_host_key
+from squall.assets.hostkeys import HostKey, controller_host_key
 from squall.bootstrap.kubeconfig import kubeconfig_command, write_kubeconfig
 from squall.bootstrap.runner import Options, run
 from squall.bootstrap.ssh import Controller

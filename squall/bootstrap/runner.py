@@ -11,7 +11,6 @@ from pathlib import Path
 
 from squall.assets import Assets
 from squall.bootstrap.deliver import deliver, start_bootstrap
-from squall.bootstrap.hostkeys import controller_host_key
 from squall.bootstrap.kubeconfig import write_kubeconfig
 from squall.bootstrap.progress import LinePrinter, Report
 from squall.bootstrap.ssh import ConnectOptions, Controller, connect_all, load_credentials
@@ -67,7 +66,7 @@ async def deliver_all(
     report: Report,
 ) -> None:
     """Assets onto every controller at once, then the one-shot bootstrap on controller 0."""
-    host_keys = {c.index: controller_host_key(state, c.index) for c in controllers}
+    host_keys = {c.index: assets.host_keys[c.index] for c in controllers}
     env = os.environ if options.env is None else options.env
     creds = await load_credentials(spec.ssh_private_key_file, env)
     try:

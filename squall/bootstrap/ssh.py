@@ -23,7 +23,7 @@ from pathlib import Path
 
 import asyncssh
 
-from squall.bootstrap.hostkeys import HostKey
+from squall.assets.hostkeys import HostKey
 from squall.bootstrap.progress import Report, Update, countdown, silent
 from squall.errors import SquallError
 

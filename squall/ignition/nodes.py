@@ -19,6 +19,8 @@ from squall.assets import Assets
 from squall.assets.etcd import DATA_DIR as ETCD_DATA_DIR
 from squall.assets.etcd import ENV_FILE as ETCD_ENV_FILE
 from squall.assets.etcd import etcd_env
+from squall.assets.hostkeys import REMOTE_PRIVATE_PATH as HOST_KEY_PRIVATE
+from squall.assets.hostkeys import REMOTE_PUBLIC_PATH as HOST_KEY_PUBLIC
 from squall.assets.versions import KUBERNETES_VERSION
 from squall.ignition import formats, scripts
 from squall.ignition.model import (
@@ -427,6 +429,10 @@ def controller_config(spec: Spec, index: int, assets: Assets) -> Config:
         Config(
             files=(
                 File.text(ETCD_ENV_FILE, formats.env_file(etcd_env(spec, index))),
+                # squall pinned this key before the instance existed, so its first SSH
+                # connection is verified like every later one.
+                File.text(HOST_KEY_PRIVATE, assets.host_keys[index].private_pem, mode=0o600),
+                File.text(HOST_KEY_PUBLIC, assets.host_keys[index].public_line + "\n"),
                 File.text(LAYOUT_SCRIPT, scripts.LAYOUT, mode=0o700),
                 File.text(APPLY_SCRIPT, scripts.APPLY, mode=0o700),
             ),

@@ -20,7 +20,7 @@ import pytest
 from squall import assets as assets_mod
 from squall import ignition
 from squall.assets import Assets
-from squall.bootstrap.hostkeys import controller_host_key
+from squall.assets.hostkeys import controller_host_key
 from squall.spec import Spec, parse
 from squall.state import State
 from tests.bootstrap.hosts import Host, start_host

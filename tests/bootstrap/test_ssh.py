@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from squall.bootstrap.hostkeys import controller_host_key
+from squall.assets.hostkeys import controller_host_key
 from squall.bootstrap.progress import Update
 from squall.bootstrap.ssh import (
     ConnectOptions,

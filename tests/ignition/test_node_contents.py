@@ -160,15 +160,27 @@ def test_kubelet_container_identity_and_cloud_provider(cluster: Cluster, os: str
 
 
 @pytest.mark.parametrize("os", OSES)
-def test_bootstrap_kubeconfig_is_the_only_secret(cluster: Cluster, os: str) -> None:
-    spec, bundle = cluster(os=os)
-    node = NodeDoc.of(ignition.controller(spec, 0, bundle).to_json())
-    assert node.text("/etc/kubernetes/kubeconfig") == bundle.bootstrap_kubeconfig
-    assert node.mode("/etc/kubernetes/kubeconfig") == 0o600
-    everything = str(node.doc) + "".join(node.text(p) for p in node.files())
-    for secret in (f for f in bundle.files if f.secret):
-        assert secret.content.decode() not in everything, secret.path
-    assert b"PRIVATE KEY" not in everything.encode()
+def test_only_the_bootstrap_kubeconfig_and_own_host_key_are_secret(
+    cluster: Cluster, os: str
+) -> None:
+    spec, bundle = cluster(os=os, controller_count=3)
+    for index in range(3):
+        node = NodeDoc.of(ignition.controller(spec, index, bundle).to_json())
+        assert node.text("/etc/kubernetes/kubeconfig") == bundle.bootstrap_kubeconfig
+        assert node.mode("/etc/kubernetes/kubeconfig") == 0o600
+        own = bundle.host_keys[index]
+        assert node.text("/etc/ssh/ssh_host_ed25519_key") == own.private_pem.decode()
+        assert node.mode("/etc/ssh/ssh_host_ed25519_key") == 0o600
+        assert node.text("/etc/ssh/ssh_host_ed25519_key.pub") == own.public_line + "\n"
+        everything = str(node.doc) + "".join(node.text(p) for p in node.files())
+        for secret in (f for f in bundle.files if f.secret):
+            assert secret.content.decode() not in everything, secret.path
+        others = [k for i, k in enumerate(bundle.host_keys) if i != index]
+        assert all(k.private_pem.decode() not in everything for k in others)
+        assert everything.count("PRIVATE KEY-----") == 2  # BEGIN and END of its own host key
+    workers = NodeDoc.of(ignition.worker(spec, None, bundle).to_json())
+    text = str(workers.doc) + "".join(workers.text(p) for p in workers.files())
+    assert "PRIVATE KEY" not in text
 
 
 @pytest.mark.parametrize("os", OSES)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from squall.bootstrap.hostkeys import controller_host_key, state_name
+from squall.assets.hostkeys import controller_host_key, state_name
 from squall.state import State, StateError
 
 
