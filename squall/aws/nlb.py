@@ -3,6 +3,8 @@ and ingress (80/443), and its three target groups."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from squall.aws.network import IGW, VPC, subnet_refs
 from squall.engine.core import Ref, Resource
 from squall.spec import Spec
@@ -13,7 +15,7 @@ TG_WORKERS_HTTP = "tg-workers-http"
 TG_WORKERS_HTTPS = "tg-workers-https"
 
 
-def _target_group(key: str, name: str, port: int, health: dict[str, object]) -> Resource:
+def _target_group(key: str, name: str, port: int, health: Mapping[str, object]) -> Resource:
     return Resource(
         "target_group",
         key,

@@ -7,6 +7,7 @@ create), keep, or delete for owned resources nobody desires any more.
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -181,7 +182,7 @@ def order(desired: Iterable[Resource]) -> list[Resource]:
 def discover_all(ctx: Context, parallelism: int = 8) -> None:
     """Run every kind's discovery, in parallel (kinds read their parents through ctx)."""
     with DaemonPool(min(parallelism, len(ctx.kinds))) as pool:
-        for f in [pool.submit(lambda k=k: ctx.actuals(k)) for k in ctx.kinds]:
+        for f in [pool.submit(functools.partial(ctx.actuals, k)) for k in ctx.kinds]:
             f.result()
 
 

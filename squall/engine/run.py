@@ -7,6 +7,7 @@ next plan finds them and carries on.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -186,7 +187,7 @@ def apply(
                     if not steps[i].implied:
                         report.start(steps[i])
                     started[i] = time.monotonic()
-                    running[pool.submit(lambda s=steps[i]: run(s))] = i
+                    running[pool.submit(functools.partial(run, steps[i]))] = i
             if not running:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)

@@ -59,7 +59,9 @@ class HoldProxy:
     def _forward(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
+        conn = http.client.HTTPConnection(
+            self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=60
+        )
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()

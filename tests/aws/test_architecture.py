@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.aws.conftest import ZONE, ZONE_ID, Squall, by_cluster, cluster_file, tags
+from .helpers import ZONE, ZONE_ID, Squall, by_cluster, cluster_file, tags
 
 CILIUM = "arch-c"
 FLANNEL = "arch-f"
@@ -601,10 +601,10 @@ def test_plans_show_secrets_only_as_digests(squall: Squall, tmp_path: Path) -> N
     configs = [(out / "ignition" / n).read_text() for n in ("controller-0.ign", "worker.ign")]
     for shown in (plan, text):
         assert secret not in shown
-        for config in configs:
+        for node_config in configs:
             # Not the node config, nor any telling piece of it (it may be compressed).
-            middle = len(config) // 2
-            assert config[middle : middle + 48] not in shown
+            middle = len(node_config) // 2
+            assert node_config[middle : middle + 48] not in shown
     users = [c for c in json.loads(plan)["changes"] if "user_data" in c["fields"]]
     assert len(users) == 2
     assert all(c["fields"]["user_data"]["after"].startswith("sha256:") for c in users)

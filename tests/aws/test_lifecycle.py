@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from squall import emulator
-from tests.aws.conftest import ZONE, ZONE_ID, Squall, by_cluster, clean_env, cluster_file, tags
-from tests.aws.holdproxy import HoldProxy
+
+from .helpers import ZONE, ZONE_ID, Squall, by_cluster, clean_env, cluster_file, tags
+from .holdproxy import HoldProxy
 
 Client = Callable[[str], Any]
 SNIPPET = """variant: fcos

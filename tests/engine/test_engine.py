@@ -56,23 +56,17 @@ class Store:
 
 
 class Fake(Kind):
+    """A kind kept in a :class:`Store`; :func:`fake` makes one per kind name."""
+
     def __init__(
         self,
         store: Store,
-        kind: str,
-        depends_on: tuple[str, ...] = (),
         *,
-        immutable: frozenset[str] = frozenset(),
-        sensitive: frozenset[str] = frozenset(),
         barrier: threading.Barrier | None = None,
         fail_create: set[str] | None = None,
         blocked_deletes: dict[str, int] | None = None,
     ) -> None:
         self.store = store
-        self.kind = kind
-        self.depends_on = depends_on
-        self.immutable = immutable
-        self.sensitive = sensitive
         self.barrier = barrier
         self.fail_create = fail_create or set()
         # name → how many delete attempts AWS refuses with DependencyViolation.
@@ -113,6 +107,24 @@ class Fake(Kind):
         self.store.note("delete", self.kind, actual.name)
 
 
+def fake(
+    store: Store,
+    kind: str,
+    depends_on: tuple[str, ...] = (),
+    *,
+    base: type[Fake] = Fake,
+    immutable: frozenset[str] = frozenset(),
+    sensitive: frozenset[str] = frozenset(),
+    **options: Any,
+) -> Fake:
+    cls = type(
+        f"Fake_{kind}",
+        (base,),
+        {"kind": kind, "depends_on": depends_on, "immutable": immutable, "sensitive": sensitive},
+    )
+    return cls(store, **options)
+
+
 class Labelled(Fake):
     """A kind found by content (like routes), not by name."""
 
@@ -150,7 +162,7 @@ def test_order_follows_refs_and_rejects_cycles() -> None:
 
 def test_apply_creates_in_dependency_order_with_real_ids() -> None:
     store = Store()
-    ctx = context(Fake(store, "k"))
+    ctx = context(fake(store, "k"))
     desired = [
         res("k", "c", parent=Ref("b")),
         res("k", "b", parent=Ref("a")),
@@ -172,7 +184,7 @@ def test_independent_resources_run_in_parallel() -> None:
     store = Store()
     # Four creates that each wait for the other three: only a parallel apply gets through.
     barrier = threading.Barrier(4, timeout=10)
-    ctx = context(Fake(store, "k", barrier=barrier))
+    ctx = context(fake(store, "k", barrier=barrier))
     plan = make_plan(ctx, [res("k", f"n{i}") for i in range(4)], region="r")
     run.check(run.apply(ctx, plan, parallelism=4))
     assert sorted(store.events("create")) == ["n0", "n1", "n2", "n3"]
@@ -181,7 +193,7 @@ def test_independent_resources_run_in_parallel() -> None:
 def test_parallelism_bounds_concurrency() -> None:
     store = Store()
     barrier = threading.Barrier(3, timeout=0.5)
-    ctx = context(Fake(store, "k", barrier=barrier))
+    ctx = context(fake(store, "k", barrier=barrier))
     plan = make_plan(ctx, [res("k", f"n{i}") for i in range(3)], region="r")
     outcome = run.apply(ctx, plan, parallelism=2)
     # Two workers can never gather three at the barrier.
@@ -190,7 +202,7 @@ def test_parallelism_bounds_concurrency() -> None:
 
 def test_failure_skips_dependents_only() -> None:
     store = Store()
-    ctx = context(Fake(store, "k", fail_create={"a"}))
+    ctx = context(fake(store, "k", fail_create={"a"}))
     desired = [res("k", "a"), res("k", "b", parent=Ref("a")), res("k", "x")]
     outcome = run.apply(ctx, make_plan(ctx, desired, region="r"))
     assert store.events("create") == ["x"]
@@ -206,7 +218,7 @@ def test_adopts_what_exists_and_diffs_fields() -> None:
     store = Store()
     existing = store.add("k", "a", {"size": 1, "zone": "z1"})
     store.add("k", "b", {"parent": existing, "size": 5})
-    ctx = context(Fake(store, "k", immutable=frozenset({"zone"})))
+    ctx = context(fake(store, "k", immutable=frozenset({"zone"})))
     desired = [
         res("k", "a", size=2, zone="z1"),
         res("k", "b", parent=Ref("a"), size=5),
@@ -224,7 +236,7 @@ def test_replacement_reaches_dependents() -> None:
     store = Store()
     a = store.add("k", "a", {"zone": "z1"})
     store.add("k", "b", {"parent": a})
-    ctx = context(Fake(store, "k", immutable=frozenset({"zone"})))
+    ctx = context(fake(store, "k", immutable=frozenset({"zone"})))
     desired = [res("k", "a", zone="z2"), res("k", "b", parent=Ref("a"))]
     plan = make_plan(ctx, desired, region="r")
     actions = {c.name: c for c in plan.actions}
@@ -242,7 +254,7 @@ def test_more_than_one_match_is_an_error() -> None:
     store = Store()
     one = store.add("k", "a", {})
     two = store.add("k", "a", {})
-    ctx = context(Fake(store, "k"))
+    ctx = context(fake(store, "k"))
     with pytest.raises(EngineError) as err:
         make_plan(ctx, [res("k", "a")], region="r")
     assert one in str(err.value) and two in str(err.value)
@@ -254,7 +266,7 @@ def test_content_identity_adopts_unowned_and_never_deletes_it() -> None:
     store.add("l", "made-by-someone", {"parent": parent, "port": 80}, owner=None)
     store.add("l", "users-own", {"parent": parent, "port": 9999}, owner=None)
     store.add("l", "stale", {"parent": parent, "port": 8080})
-    ctx = context(Fake(store, "p"), Labelled(store, "l", ("p",)))
+    ctx = context(fake(store, "p"), fake(store, "l", ("p",), base=Labelled))
     desired = [res("p", "parent"), res("l", "listener-80", parent=Ref("parent"), port=80)]
     plan = make_plan(ctx, desired, region="r")
     # Port 80 is adopted as is; the cluster's stale listener goes; the user's stays.
@@ -268,9 +280,9 @@ def test_orphans_go_in_reverse_dependency_order() -> None:
     store.add("instance", "box", {"subnet": subnet})
     store.add("vpc", "theirs", {}, owner="someone-else")
     kinds = (
-        Fake(store, "vpc"),
-        Fake(store, "subnet", ("vpc",)),
-        Fake(store, "instance", ("subnet",)),
+        fake(store, "vpc"),
+        fake(store, "subnet", ("vpc",)),
+        fake(store, "instance", ("subnet",)),
     )
     ctx = context(*kinds)
     plan = make_plan(ctx, [], region="r")
@@ -283,7 +295,7 @@ def test_orphans_go_in_reverse_dependency_order() -> None:
 def test_deletes_wait_out_dependency_violations() -> None:
     store = Store()
     store.add("sg", "group", {})
-    ctx = context(Fake(store, "sg", blocked_deletes={"group": 3}))
+    ctx = context(fake(store, "sg", blocked_deletes={"group": 3}))
     run.check(run.apply(ctx, make_plan(ctx, [], region="r")))
     assert store.events("delete") == ["group"]
 
@@ -291,7 +303,7 @@ def test_deletes_wait_out_dependency_violations() -> None:
 def test_a_delete_blocked_past_the_deadline_fails_cleanly() -> None:
     store = Store()
     store.add("sg", "group", {})
-    ctx = context(Fake(store, "sg", blocked_deletes={"group": 10_000}), wait_timeout=0.3)
+    ctx = context(fake(store, "sg", blocked_deletes={"group": 10_000}), wait_timeout=0.3)
     outcome = run.apply(ctx, make_plan(ctx, [], region="r"))
     assert len(outcome.failures) == 1
     assert "DependencyViolation" in outcome.failures[0][1]
@@ -345,7 +357,7 @@ def test_create_once_does_not_retry_a_refusal() -> None:
 def test_plan_json_is_stable_and_keeps_secrets_out() -> None:
     store = Store()
     secret = "token-abcdef.0123456789abcdef"
-    ctx = context(Fake(store, "k", sensitive=frozenset({"user_data"})))
+    ctx = context(fake(store, "k", sensitive=frozenset({"user_data"})))
     desired = [res("k", "a", user_data=f"#cloud {secret}"), res("k", "b", parent=Ref("a"))]
     first = make_plan(ctx, desired, region="r")
     ctx.forget()
@@ -367,7 +379,7 @@ def test_implied_deletes_are_skipped() -> None:
     group = store.add("sg", "group", {})
     store.add("rule", "r1", {"group": group})
     store.add("rule", "r2", {"group": group})
-    ctx = context(Fake(store, "sg"), Rule(store, "rule", ("sg",)))
+    ctx = context(fake(store, "sg"), fake(store, "rule", ("sg",), base=Rule))
     run.check(run.apply(ctx, make_plan(ctx, [], region="r")))
     # Deleting the group takes its rules along: no call per rule.
     assert store.events("delete") == ["group"]

@@ -8,6 +8,7 @@ well and diffs are per field.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Hashable
 from typing import Any
@@ -77,7 +78,7 @@ class Vpc(Kind):
             ("enableDnsHostnames", "enable_dns_hostnames"),
         ):
             got = ctx.settle(
-                lambda attr=attr: ec2(ctx).describe_vpc_attribute(VpcId=vpc_id, Attribute=attr)
+                functools.partial(ec2(ctx).describe_vpc_attribute, VpcId=vpc_id, Attribute=attr)
             )
             key = attr[0].upper() + attr[1:]
             props[prop] = bool(got[key]["Value"])
@@ -414,7 +415,9 @@ class Subnet(Kind):
         if "hostname_type" in which and props.get("hostname_type"):
             calls.append({"PrivateDnsHostnameTypeOnLaunch": props["hostname_type"]})
         for kwargs in calls:
-            ctx.settle(lambda kw=kwargs: ec2(ctx).modify_subnet_attribute(SubnetId=subnet_id, **kw))
+            ctx.settle(
+                functools.partial(ec2(ctx).modify_subnet_attribute, SubnetId=subnet_id, **kwargs)
+            )
 
     def update(
         self, ctx: Context, name: str, props: dict[str, Any], actual: Actual, changed: set[str]
@@ -876,7 +879,11 @@ def _lt_data(props: dict[str, Any], tags: list[dict[str, str]]) -> dict[str, Any
                 "DeleteOnTermination": True,
             }
         ],
-        "TagSpecifications": [{"ResourceType": "volume", "Tags": tags}],
+        # The group tags its instances itself; their disks and interfaces are tagged here.
+        "TagSpecifications": [
+            {"ResourceType": "volume", "Tags": tags},
+            {"ResourceType": "network-interface", "Tags": tags},
+        ],
     }
     if props.get("spot_price"):
         data["InstanceMarketOptions"] = {
