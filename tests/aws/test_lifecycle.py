@@ -87,6 +87,39 @@ def test_worker_count_changes_the_group_only(
     assert squall.plan_json(config)["changes"] == []
 
 
+def test_what_is_no_longer_desired_is_deleted(
+    squall: Squall, client: Client, tmp_path: Path
+) -> None:
+    config = cluster_file(tmp_path, "shrink", controller_count=2)
+    squall("apply", str(config), "--yes", "--no-bootstrap")
+    kept = controller(client, "shrink", 0)["InstanceId"]
+    doomed = controller(client, "shrink", 1)["InstanceId"]
+
+    config = cluster_file(tmp_path, "shrink", controller_count=1)
+    plan = squall.plan_json(config)
+    assert sorted((c["action"], c["kind"], c["name"]) for c in plan["changes"]) == [
+        ("delete", "instance", "shrink-controller-1"),
+        ("delete", "record", f"shrink-etcd1.{ZONE} A"),
+        ("delete", "target", "shrink-controllers shrink-controller-1:6443"),
+    ]
+    assert next(c for c in plan["changes"] if c["kind"] == "instance")["id"] == doomed
+    squall("apply", str(config), "--yes", "--no-bootstrap")
+
+    state = client("ec2").describe_instances(InstanceIds=[doomed])["Reservations"][0]["Instances"][
+        0
+    ]
+    assert state["State"]["Name"] == "terminated"
+    assert controller(client, "shrink", 0)["InstanceId"] == kept
+    tg = client("elbv2").describe_target_groups(Names=["shrink-controllers"])["TargetGroups"][0]
+    health = client("elbv2").describe_target_health(TargetGroupArn=tg["TargetGroupArn"])
+    assert [d["Target"]["Id"] for d in health["TargetHealthDescriptions"]] == [kept]
+    sets = client("route53").list_resource_record_sets(HostedZoneId=ZONE_ID)["ResourceRecordSets"]
+    assert sorted(s["Name"] for s in sets if s["Name"].startswith("shrink-etcd")) == [
+        f"shrink-etcd0.{ZONE}."
+    ]
+    assert squall.plan_json(config)["changes"] == []
+
+
 def test_new_ami_or_user_data_never_replaces_a_controller(
     squall: Squall, client: Client, tmp_path: Path
 ) -> None:
