@@ -100,11 +100,40 @@ def apply(
         bool, typer.Option("--bootstrap/--no-bootstrap", help="Run the SSH bootstrap after AWS.")
     ] = True,
 ) -> None:
-    """Create or update the cluster's AWS resources."""
+    """Create or update the cluster's AWS resources, then bootstrap Kubernetes over SSH."""
     from squall.aws import commands
 
     spec, state = load(config)
-    commands.apply(spec, state, out, err, yes=yes, bootstrap=bootstrap)
+    cluster = commands.apply(spec, state, out, err, yes=yes)
+    if not bootstrap:
+        out.print(
+            "Skipped the SSH bootstrap (--no-bootstrap); run 'squall apply' without it to "
+            "start Kubernetes."
+        )
+        return
+    from squall.bootstrap.after_apply import finish
+
+    kubeconfig = commands.interruptible(finish)(spec, state, config, cluster, out)
+    out.print(f"[green]Cluster {spec.cluster_name} is ready.[/] Admin kubeconfig: {kubeconfig}")
+    out.print(f"  export KUBECONFIG={kubeconfig}; kubectl get nodes")
+
+
+@app.command()
+def kubeconfig(
+    config: ConfigArg,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Merge into ~/.kube/config as context NAME.")
+    ] = False,
+    path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write (default NAME.kubeconfig).")
+    ] = None,
+) -> None:
+    """Write the cluster's admin kubeconfig (0600), or merge it into ~/.kube/config."""
+    from squall.bootstrap import kubeconfig_command
+
+    spec, state = load(config)
+    written = kubeconfig_command(spec, state, config, out=path, merge=merge)
+    out.print(f"wrote {written}" + (f" (context {spec.cluster_name})" if merge else ""))
 
 
 @app.command()
@@ -138,6 +167,3 @@ def main() -> None:
     except SquallError as e:
         err.print(f"[red]error:[/] {e}", soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted; re-run the same command to continue", soft_wrap=True)
-        sys.exit(130)

@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,12 +27,7 @@ from squall.spec import Spec
 from squall.state import State
 
 P = ParamSpec("P")
-
-BOOTSTRAP_LATER = (
-    "The SSH bootstrap is not part of this version of squall: AWS is provisioned and the "
-    "nodes boot their configs, but no cluster assets are delivered and Kubernetes does not start."
-)
-
+R = TypeVar("R")
 
 INTERRUPTED = (
     "interrupted; re-run the same command to continue: what was made carries the cluster's tag "
@@ -40,16 +35,16 @@ INTERRUPTED = (
 )
 
 
-def interruptible(fn: Callable[P, None]) -> Callable[P, None]:
+def interruptible(fn: Callable[P, R]) -> Callable[P, R]:
     """Ctrl-C ends the command at once with a line saying it is safe to re-run.
 
     Typer turns KeyboardInterrupt into a silent exit 130, so the line is printed here.
     """
 
     @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            fn(*args, **kwargs)
+            return fn(*args, **kwargs)
         except KeyboardInterrupt:
             Console(stderr=True, highlight=False, soft_wrap=True).print(INTERRUPTED)
             raise typer.Exit(130) from None
@@ -90,9 +85,8 @@ def _run(cluster: Cluster, p: Plan, out: Console, title: str) -> None:
 
 
 @interruptible
-def apply(
-    spec: Spec, state: State, out: Console, err: Console, *, yes: bool, bootstrap: bool
-) -> None:
+def apply(spec: Spec, state: State, out: Console, err: Console, *, yes: bool) -> Cluster:
+    """Bring AWS in line with the spec; returns the cluster for the steps that follow."""
     cluster = Cluster(spec, state)
     with err.status("reading AWS…"):
         p = cluster.plan(pin=True)
@@ -101,10 +95,7 @@ def apply(
         _confirm(f"apply these changes to cluster {spec.cluster_name}", yes)
         _run(cluster, p, out, "applying")
         out.print(f"[green]AWS is up to date for cluster {spec.cluster_name}.[/]")
-    if bootstrap:
-        out.print(BOOTSTRAP_LATER)
-    else:
-        out.print("Skipping the SSH bootstrap (--no-bootstrap).")
+    return cluster
 
 
 @interruptible
