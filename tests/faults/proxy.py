@@ -42,6 +42,11 @@ _CREATED_ID = re.compile(
 )
 
 FAULTS = ("throttle", "error500", "drop", "lost_response", "not_found")
+MAKERS = ("Create", "RunInstances", "Authorize", "Associate", "Attach", "Register")
+
+
+def makes_something(operation: str) -> bool:
+    return operation.split(" ")[-1].startswith(MAKERS)
 
 
 @dataclass
@@ -51,6 +56,9 @@ class FaultPolicy:
     kinds: tuple[str, ...] = FAULTS
     # How long after creation an id may still be reported as unknown.
     consistency_window_s: float = 2.0
+    # Extra share of calls that make something (Create*, RunInstances, Authorize*, …) whose
+    # response is lost after they took effect: the costliest fault, made common on purpose.
+    lost_create_rate: float = 0.0
 
 
 @dataclass
@@ -58,6 +66,8 @@ class FaultLog:
     requests: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     operations: Counter[str] = field(default_factory=Counter)
+    # (fault, operation) pairs, to tell which calls each fault hit.
+    hits: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def faulted(self) -> int:
@@ -120,7 +130,7 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def _draw(self, body: bytes) -> str | None:
+    def _draw(self, body: bytes, action: str) -> str | None:
         with self._lock:
             self.log.requests += 1
             if not self.enabled:
@@ -131,6 +141,12 @@ class FaultProxy:
                     young = now - created < self.policy.consistency_window_s
                     if young and rid.encode() in body and self._rng.random() < 0.5:
                         return f"not_found:{rid}"
+            if (
+                "lost_response" in self.policy.kinds
+                and makes_something(action)
+                and self._rng.random() < self.policy.lost_create_rate
+            ):
+                return "lost_response"
             if self._rng.random() >= self.policy.rate:
                 return None
             kinds = [k for k in self.policy.kinds if k != "not_found"]
@@ -157,11 +173,12 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 api, action = _operation(body, self.path, self.command)
-                fault = proxy._draw(body)
+                fault = proxy._draw(body, action)
                 with proxy._lock:
                     proxy.log.operations[action] += 1
                     if fault:
                         proxy.log.faults[fault.split(":")[0]] += 1
+                        proxy.log.hits[(fault.split(":")[0], action)] += 1
                 if fault == "drop":
                     self._hang_up()
                     return
