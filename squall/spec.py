@@ -35,6 +35,8 @@ CLUSTER_NAME_MAX = AWS_LB_NAME_MAX - len(LONGEST_SUFFIX)
 # Ports the cluster NLB already listens on.
 RESERVED_NLB_PORTS = {6443: "kube-apiserver", 80: "HTTP ingress", 443: "HTTPS ingress"}
 NODE_PORT_RANGE = (30000, 32767)
+# A pool's template and group are NAME-<pool>, beside the main workers' NAME-worker.
+RESERVED_POOL_NAMES = ("worker",)
 
 DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 DOMAIN = re.compile(
@@ -223,7 +225,13 @@ class Route(_Model):
     @field_validator("destination")
     @classmethod
     def _dest(cls, v: str) -> str:
-        return _cidr(v)
+        v = _cidr(v)
+        if v in ("0.0.0.0/0", "::/0"):
+            raise ValueError(
+                f"{v} is the cluster's default route through its internet gateway; "
+                "choose a narrower destination"
+            )
+        return v
 
     @model_validator(mode="after")
     def _one_target(self) -> Route:
@@ -321,6 +329,11 @@ class Spec(_Model):
     worker_node_labels: Labels = Field(default_factory=list)
     worker_node_taints: Taints = Field(default_factory=list)
 
+    # Unset keeps Typhoon's SSH rules (controllers from any IPv4 and IPv6 address, workers from
+    # any IPv4 address); set, the one list applies to both groups.
+    ssh_cidrs: list[str] | None = None
+    apiserver_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+
     networking: Literal["cilium", "flannel"] = "cilium"
     host_cidr: str = "10.0.0.0/16"
     pod_cidr: str = "10.20.0.0/14"
@@ -399,6 +412,26 @@ class Spec(_Model):
             raise ValueError(f"{v!r} must be an IPv4 CIDR (IPv6 ranges are assigned by AWS)")
         return v
 
+    @field_validator("ssh_cidrs")
+    @classmethod
+    def _ssh_cidrs(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError(
+                "is empty; the bootstrap needs SSH to the controllers, so list your own "
+                "address (e.g. ['203.0.113.7/32']) or remove the key"
+            )
+        return None if v is None else _cidrs(v)
+
+    @field_validator("apiserver_cidrs")
+    @classmethod
+    def _apiserver_cidrs(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(
+                "is empty; kubectl needs the apiserver, so list the CIDRs that may reach it "
+                "(default ['0.0.0.0/0'])"
+            )
+        return _cidrs(v)
+
     @field_validator("worker_target_groups")
     @classmethod
     def _tg_arns(cls, v: list[str]) -> list[str]:
@@ -439,11 +472,17 @@ class Spec(_Model):
         _unique(self.services, "services", lambda s: s.name, "name")
         for i, svc in enumerate(self.services):
             for j, other in enumerate(self.services[:i]):
-                if svc.port == other.port and _protocols_clash(svc.protocol, other.protocol):
+                if svc.port == other.port:
+                    # An NLB takes one listener per port: TCP and UDP on one port is tcp_udp.
+                    fix = (
+                        "choose another port"
+                        if _protocols_clash(svc.protocol, other.protocol)
+                        else "make one service with protocol 'tcp_udp'"
+                    )
                     raise _KeyedError(
                         f"services[{i}].port",
                         f"{svc.port}/{svc.protocol} is already used by services[{j}] "
-                        f"({other.name!r}); choose another port",
+                        f"({other.name!r}); {fix}",
                     )
                 if svc.node_port == other.node_port:
                     raise _KeyedError(
@@ -458,6 +497,13 @@ class Spec(_Model):
                     "shorten the service name",
                 )
         _unique(self.worker_pools, "worker_pools", lambda p: p.name, "name")
+        for i, pool in enumerate(self.worker_pools):
+            if pool.name in RESERVED_POOL_NAMES:
+                raise _KeyedError(
+                    f"worker_pools[{i}].name",
+                    f"{pool.name!r} is taken by the cluster's own "
+                    f"{self.cluster_name}-{pool.name} group; choose another name",
+                )
         _unique(self.routes, "routes", lambda r: r.destination, "destination")
         return self
 

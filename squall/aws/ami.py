@@ -40,11 +40,24 @@ class Selection:
         return f"{label} {self.stream} {EC2_ARCH[self.arch]}"
 
 
+POOL_ROLE = "pool:"
+
+
+def pool_role(name: str) -> str:
+    return f"{POOL_ROLE}{name}"
+
+
 def selection(spec: Spec, role: str) -> Selection:
-    arch = spec.controller_arch if role == "controller" else spec.worker_arch
+    """What ``role`` runs: "controller", "worker", or a worker pool's ``pool_role``."""
+    if role.startswith(POOL_ROLE):
+        pool = next(p for p in spec.worker_pools if p.name == role.removeprefix(POOL_ROLE))
+        arch, stream, image = pool.arch, pool.os_stream, pool.os_image
+    else:
+        arch = spec.controller_arch if role == "controller" else spec.worker_arch
+        stream, image = spec.os_stream, spec.os_image
     if spec.os == "fedora-coreos":
-        return Selection(spec.os, spec.os_stream, arch)
-    return Selection(spec.os, spec.os_image.removeprefix("flatcar-"), arch)
+        return Selection(spec.os, stream, arch)
+    return Selection(spec.os, image.removeprefix("flatcar-"), arch)
 
 
 def filters(sel: Selection) -> dict[str, Any]:
@@ -91,7 +104,7 @@ def lookup(aws: Aws, sel: Selection) -> Image:
 
 
 def pinned(aws: Aws, spec: Spec, state: State, role: str, *, pin: bool) -> Image:
-    """The AMI for ``role`` ("controller" or "worker"): the pinned one while the selection
+    """The AMI for ``role`` (see :func:`selection`): the pinned one while the selection
     stays the same, else the newest, pinned when ``pin`` (apply) is set."""
     sel = selection(spec, role)
     pins = state.read_json(PINS) or {}

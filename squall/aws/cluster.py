@@ -1,11 +1,15 @@
 """The whole architecture: every concern's resources composed into one desired set, and the
 plan / apply / outputs / destroy operations the CLI offers.
 
-Only the resources of this module's concerns exist today. The extension tables of the cluster
-file (``services``, ``firewall_rules``, ``routes``, ``worker_pools``) plug in here as more
-resources: extra listeners and target groups beside :mod:`squall.aws.nlb`, extra rules beside
-:mod:`squall.aws.security`, extra routes on the route table, and more
-:class:`squall.aws.workers.WorkerGroup` values.
+The extension tables of the cluster file are part of the concerns they extend: services are
+listeners and target groups in :mod:`squall.aws.nlb` and node-port rules in
+:mod:`squall.aws.security`, firewall rules are rows there too, routes live in
+:mod:`squall.aws.network`, and worker pools are more :class:`squall.aws.workers.WorkerGroup`
+values.
+
+What the cluster does not own is left alone: listeners, rules and routes others add are not
+deleted by an apply, and a destroy names those that go along with the cluster's own load
+balancer, security groups and route table.
 """
 
 from __future__ import annotations
@@ -14,22 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from squall.aws import ami, controllers, dns, network, nlb, outputs, security, workers
+from squall.aws.kinds import cluster_kinds
 from squall.engine import run
-from squall.engine.aws import Aws, explain
-from squall.engine.core import Context, Resource
-from squall.engine.kinds import all_kinds
+from squall.engine.aws import Aws, code, explain
+from squall.engine.core import Actual, Context, Resource
 from squall.engine.kinds.ec2 import availability_zones
 from squall.engine.plan import Plan, make_plan
 from squall.errors import SquallError
 from squall.spec import Spec
 from squall.state import State
 
-EXTENSIONS = {
-    "services": "[[services]]",
-    "firewall_rules": "[[firewall_rules]]",
-    "routes": "[[routes]]",
-    "worker_pools": "[[worker_pools]]",
-}
+# The rules AWS gives every new security group; squall desires them, so they are no one
+# else's even though they carry no tag.
+AWS_DEFAULT_EGRESS = {("-1", "0.0.0.0/0"), ("-1", "::/0")}
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,21 @@ class Inputs:
     worker_image: ami.Image
     controller_configs: tuple[str, ...]
     worker_config: str
+    # By pool name.
+    pool_images: dict[str, ami.Image]
+    pool_configs: dict[str, str]
 
 
 def desired(spec: Spec, inputs: Inputs) -> list[Resource]:
+    pools = [
+        workers.workers(
+            workers.pool_group(
+                spec, pool, inputs.pool_configs[pool.name], inputs.pool_images[pool.name]
+            ),
+            inputs.zones,
+        )
+        for pool in spec.worker_pools
+    ]
     return [
         *network.network(spec, inputs.zones),
         *security.security(spec),
@@ -54,17 +67,55 @@ def desired(spec: Spec, inputs: Inputs) -> list[Resource]:
         *workers.workers(
             workers.main_group(spec, inputs.worker_config, inputs.worker_image), inputs.zones
         ),
+        *(r for pool in pools for r in pool),
         *dns.records(spec),
     ]
 
 
-def check_supported(spec: Spec) -> None:
-    for key, table in EXTENSIONS.items():
-        if getattr(spec, key):
+def check_target_groups(aws: Aws, spec: Spec, vpc_id: str | None) -> None:
+    """Every ``worker_target_groups`` entry exists, in the cluster's VPC, for instances."""
+    client = aws.client("elbv2")
+    for arn in spec.worker_target_groups:
+        try:
+            tg = client.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"][0]
+        except Exception as err:
+            if code(err) in ("TargetGroupNotFound", "TargetGroupNotFoundException"):
+                raise SquallError(
+                    f"worker_target_groups: target group {arn} does not exist in {aws.region}; "
+                    "create it in the cluster's VPC (output vpc_id) or remove it"
+                ) from None
+            raise explain(err, f"reading target group {arn}") from None
+        name = tg["TargetGroupName"]
+        if tg.get("VpcId") != vpc_id:
+            where = f"VPC {vpc_id}" if vpc_id else "VPC (not created yet: apply without it first)"
             raise SquallError(
-                f"{key}: this version of squall cannot provision {table} yet; remove those "
-                "tables from the cluster file"
+                f"worker_target_groups: target group {name} is in {tg.get('VpcId')}, not the "
+                f"cluster's {where}; create it in the VPC of output vpc_id"
             )
+        if tg.get("TargetType") != "instance":
+            raise SquallError(
+                f"worker_target_groups: target group {name} takes {tg.get('TargetType')} "
+                "targets; workers register as instances, so make it target type instance"
+            )
+
+
+def foreign(ctx: Context) -> list[str]:
+    """What others added to the cluster's load balancer, security groups and route table:
+    AWS removes it together with them."""
+
+    def rule_is_default(a: Actual) -> bool:
+        return bool(a.props["egress"]) and (a.props["protocol"], a.props["cidr"]) in (
+            AWS_DEFAULT_EGRESS
+        )
+
+    out = [f"listener {a.name} ({a.id})" for a in ctx.actuals("listener") if not a.owned]
+    out += [
+        f"security group rule {a.name} in {a.props['group']}"
+        for a in ctx.actuals("security_group_rule")
+        if not a.owned and not rule_is_default(a)
+    ]
+    out += [f"route {a.name}" for a in ctx.actuals("route") if not a.owned]
+    return out
 
 
 class Cluster:
@@ -84,12 +135,21 @@ class Cluster:
         # The cluster file's region wins over the environment's.
         self.aws = aws or Aws(spec.region)
         self.parallelism = parallelism
+        # Routes squall was asked to make, by destination and target (routes carry no tags).
+        self.routes_made = network.made_routes(state)
+        self._routes_after: set[network.RouteKey] | None = None
         self.ctx = Context(
             self.aws,
             spec.cluster_name,
-            all_kinds(spec.dns_zone_id, dns.owns(spec)),
+            cluster_kinds(
+                spec.dns_zone_id,
+                dns.owns(spec),
+                lambda props: network.owns_route(self.routes_made)(props),
+            ),
             wait_timeout=wait_timeout,
         )
+        # Others' listeners, rules and routes that a destroy takes along, by name.
+        self.foreign: list[str] = []
 
     def check(self) -> None:
         """Credentials work and the hosted zone is the cluster's."""
@@ -112,20 +172,37 @@ class Cluster:
             worker_image=ami.pinned(self.aws, self.spec, self.state, "worker", pin=pin),
             controller_configs=rendered.controllers,
             worker_config=rendered.workers[""],
+            pool_images={
+                p.name: ami.pinned(self.aws, self.spec, self.state, ami.pool_role(p.name), pin=pin)
+                for p in self.spec.worker_pools
+            },
+            pool_configs={p.name: rendered.workers[p.name] for p in self.spec.worker_pools},
         )
 
     def plan(self, *, pin: bool = False) -> Plan:
-        check_supported(self.spec)
         self.check()
         wanted = desired(self.spec, self.inputs(pin=pin))
         self.ctx.forget()
+        vpcs = [a for a in self.ctx.actuals("vpc") if a.name == self.spec.cluster_name]
+        check_target_groups(self.aws, self.spec, vpcs[0].id if len(vpcs) == 1 else None)
+        asked = network.route_keys(self.spec)
+        if pin:
+            # Recorded before they are made, so that an interrupted apply cannot leave a
+            # route behind that squall would no longer know as its own.
+            self.routes_made |= asked
+            network.record_routes(self.state, self.routes_made)
+            self._routes_after = asked
         return self._plan(wanted)
 
     def destroy_plan(self) -> Plan:
-        """Every resource the cluster owns, to be deleted."""
+        """Every resource the cluster owns, to be deleted; :attr:`foreign` names what goes
+        along with them."""
         self.aws.check_credentials()
         self.ctx.forget()
-        return self._plan([])
+        p = self._plan([])
+        self.foreign = foreign(self.ctx)
+        self._routes_after = set()
+        return p
 
     def _plan(self, wanted: list[Resource]) -> Plan:
         try:
@@ -138,6 +215,10 @@ class Cluster:
     def apply(self, plan: Plan, reporter: run.Reporter | None = None) -> run.Outcome:
         outcome = run.apply(self.ctx, plan, reporter, parallelism=self.parallelism)
         self.ctx.forget()
+        if not outcome.failures and self._routes_after is not None:
+            # Every owned route no longer asked for was deleted with this plan.
+            self.routes_made = set(self._routes_after)
+            network.record_routes(self.state, self.routes_made)
         return outcome
 
     def outputs(self) -> dict[str, Any]:

@@ -1,17 +1,31 @@
 """The network (facts §1): a dualstack VPC, its internet gateway, one route table with
-separate default routes, and one public subnet per availability zone."""
+separate default routes and the user's ``[[routes]]``, and one public subnet per availability
+zone.
+
+Routes cannot carry tags. The cluster owns a route of its table when it goes through the
+cluster's own internet gateway (the engine sees to that), or when it is, exactly (destination
+and target), a route squall was asked to make: those are recorded in the state directory
+before they are made, so that a route removed from the cluster file is deleted, while a route
+someone else adds to the table, or re-points, is never touched.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from squall.engine.core import Ref, Resource, Transform
-from squall.spec import Spec
+from squall.spec import ROUTE_TARGETS, Spec
+from squall.state import State
 
 VPC = "vpc"
 IGW = "internet-gateway"
 ROUTE_TABLE = "route-table"
+ROUTES_MADE = "aws/routes.json"
+
+# (destination, target key, target id): a route exactly, as the record keeps it.
+RouteKey = tuple[str, str, str]
 
 
 def subnet_key(i: int) -> str:
@@ -73,6 +87,7 @@ def network(spec: Spec, zones: list[str]) -> list[Resource]:
             {"route_table": Ref(ROUTE_TABLE), "destination": "::/0", "gateway_id": Ref(IGW)},
         ),
     ]
+    out += routes(spec)
     for i, zone in enumerate(zones):
         subnet_name = f"{name}-public-{i}"
         out.append(
@@ -102,3 +117,46 @@ def network(spec: Spec, zones: list[str]) -> list[Resource]:
             )
         )
     return out
+
+
+def routes(spec: Spec) -> list[Resource]:
+    """The user's routes, each a separate route in the cluster's table."""
+    out = []
+    for r in spec.routes:
+        target, value = r.target
+        out.append(
+            Resource(
+                "route",
+                f"route-{r.destination}",
+                f"{spec.cluster_name} {r.destination}",
+                {"route_table": Ref(ROUTE_TABLE), "destination": r.destination, target: value},
+            )
+        )
+    return out
+
+
+def route_keys(spec: Spec) -> set[RouteKey]:
+    return {(r.destination, *r.target) for r in spec.routes}
+
+
+def route_key(props: dict[str, object]) -> RouteKey | None:
+    """A discovered route's key, or None when it has no single target squall could make."""
+    given = [(t, str(props[t])) for t in ROUTE_TARGETS if props.get(t)]
+    if len(given) != 1:
+        return None
+    return (str(props["destination"]), *given[0])
+
+
+def made_routes(state: State) -> set[RouteKey]:
+    return {tuple(r) for r in state.read_json(ROUTES_MADE) or []}  # type: ignore[misc]
+
+
+def record_routes(state: State, keys: set[RouteKey]) -> None:
+    state.write_json(ROUTES_MADE, sorted(list(k) for k in keys))
+
+
+def owns_route(made: set[RouteKey]) -> Callable[[dict[str, object]], bool]:
+    def check(props: dict[str, object]) -> bool:
+        return route_key(props) in made
+
+    return check

@@ -1,5 +1,6 @@
 """Load balancing (facts §2): one dualstack network load balancer for kube-apiserver (6443)
-and ingress (80/443), and its three target groups."""
+and ingress (80/443), its three target groups, and one listener and target group per
+``[[services]]`` entry (TCP, UDP or both, external port to worker node port)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,19 @@ TG_WORKERS_HTTP = "tg-workers-http"
 TG_WORKERS_HTTPS = "tg-workers-https"
 
 
-def _target_group(key: str, name: str, port: int, health: Mapping[str, object]) -> Resource:
+def service_tg(service: str) -> str:
+    return f"tg-service-{service}"
+
+
+def _target_group(
+    key: str, name: str, port: int, health: Mapping[str, object], protocol: str = "TCP"
+) -> Resource:
     return Resource(
         "target_group",
         key,
         name,
         {
-            "protocol": "TCP",
+            "protocol": protocol,
             "port": port,
             "vpc": Ref(VPC),
             "target_type": "instance",
@@ -33,7 +40,7 @@ def _target_group(key: str, name: str, port: int, health: Mapping[str, object]) 
     )
 
 
-def _listener(name: str, port: int, target_group: str) -> Resource:
+def _listener(name: str, port: int, target_group: str, protocol: str = "TCP") -> Resource:
     return Resource(
         "listener",
         f"listener-{port}",
@@ -41,7 +48,7 @@ def _listener(name: str, port: int, target_group: str) -> Resource:
         {
             "load_balancer": Ref(NLB),
             "port": port,
-            "protocol": "TCP",
+            "protocol": protocol,
             "target_group": Ref(target_group),
         },
     )
@@ -80,6 +87,12 @@ def nlb(spec: Spec, zones: list[str]) -> list[Resource]:
                 "health_check_protocol": "HTTPS",
                 "health_check_port": "6443",
                 "health_check_path": "/readyz",
+                # Controllers reach the apiserver through the NLB too (kubelet, scheduler,
+                # controller-manager). With client addresses kept, a controller the NLB sends
+                # back to itself sees its own address as the source and drops the reply, so a
+                # one-controller cluster could never reach its apiserver. Without, targets
+                # see the NLB's private addresses, which the 6443 rule admits.
+                "preserve_client_ip": False,
             },
         ),
         _target_group(TG_WORKERS_HTTP, f"{name}-workers-http", 80, ingress_health),
@@ -87,4 +100,25 @@ def nlb(spec: Spec, zones: list[str]) -> list[Resource]:
         _listener(f"{name}-apiserver", 6443, TG_CONTROLLERS),
         _listener(f"{name}-ingress-http", 80, TG_WORKERS_HTTP),
         _listener(f"{name}-ingress-https", 443, TG_WORKERS_HTTPS),
+        *services(spec),
     ]
+
+
+def services(spec: Spec) -> list[Resource]:
+    """A target group of workers on the node port and a listener on the external port."""
+    out = []
+    for svc in spec.services:
+        protocol = svc.protocol.upper()
+        if svc.health_check_path:
+            health: dict[str, object] = {
+                "health_check_protocol": "HTTP",
+                "health_check_path": svc.health_check_path,
+            }
+        else:
+            # UDP target groups need a TCP or HTTP check; TCP on the node port by default.
+            health = {"health_check_protocol": "TCP", "health_check_path": None}
+        health["health_check_port"] = str(svc.node_port)
+        tg_name = f"{spec.cluster_name}-{svc.name}"
+        out.append(_target_group(service_tg(svc.name), tg_name, svc.node_port, health, protocol))
+        out.append(_listener(tg_name, svc.port, service_tg(svc.name), protocol))
+    return out

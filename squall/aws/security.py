@@ -1,7 +1,11 @@
 """Firewalls (facts §3): the controller and worker security groups and every rule.
 
 The rules are data: one row per (protocol, ports, sources, purpose), expanded into one rule
-resource per source so that each can be found, compared and removed on its own.
+resource per source so that each can be found, compared and removed on its own. Beside
+Typhoon's tables come the cluster file's rows: ``ssh_cidrs`` and ``apiserver_cidrs`` in place
+of the wide-open SSH and 6443 sources, each ``[[services]]`` node port, and each
+``[[firewall_rules]]`` entry. Every rule squall makes carries the cluster's tag; rules without
+it (added in the console or by another tool) are never the cluster's to change.
 """
 
 from __future__ import annotations
@@ -64,28 +68,94 @@ WORKER_INGRESS = (
 EGRESS = (Row("-1", (-1, -1), (ANY4, ANY6), "egress"),)
 
 
+PROTOCOLS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "all": "-1"}
+
+
 def rows(group: str, networking: str) -> tuple[tuple[Row, ...], tuple[Row, ...]]:
     """(ingress, egress) rows of ``group`` ("controller" or "worker") for a CNI."""
     ingress = CONTROLLER_INGRESS if group == "controller" else WORKER_INGRESS
     return tuple(r for r in ingress if networking == "cilium" or not r.cilium_only), EGRESS
 
 
+def narrowed(spec: Spec, group: str, table: tuple[Row, ...]) -> tuple[Row, ...]:
+    """Typhoon's rows with the cluster file's SSH and apiserver sources in place."""
+    out = []
+    for row in table:
+        if row.purpose == "ssh" and spec.ssh_cidrs is not None:
+            row = Row(row.protocol, row.ports, tuple(spec.ssh_cidrs), row.purpose)
+        elif row.purpose == "apiserver":
+            row = Row(row.protocol, row.ports, tuple(spec.apiserver_cidrs), row.purpose)
+            if ANY4 not in spec.apiserver_cidrs:
+                # The apiserver target group does not keep client addresses (see nlb.py), so
+                # what the NLB forwards comes from its private addresses in the VPC.
+                out.append(Row("tcp", (6443, 6443), (spec.host_cidr,), "apiserver-nlb"))
+        out.append(row)
+    return tuple(out)
+
+
+def service_rows(spec: Spec) -> tuple[Row, ...]:
+    """Worker rules for each service: its node port from ``allow`` (the NLB keeps client
+    addresses of instance targets), and from the VPC, where the NLB's health checks and the
+    IPv6 clients it translates to its own IPv4 addresses come from."""
+    out = []
+    for svc in spec.services:
+        port = (svc.node_port, svc.node_port)
+        for proto in ("tcp", "udp"):
+            if svc.protocol in (proto, "tcp_udp"):
+                out.append(Row(proto, port, tuple(svc.allow), f"service-{svc.name}-{proto}"))
+        # Health checks are TCP or HTTP, whatever the service's protocol.
+        out.append(Row("tcp", port, (spec.host_cidr,), f"service-{svc.name}-health"))
+    return tuple(out)
+
+
+def user_rows(spec: Spec, group: str) -> tuple[Row, ...]:
+    out = []
+    for i, rule in enumerate(spec.firewall_rules):
+        if rule.group != group:
+            continue
+        proto = PROTOCOLS[rule.protocol]
+        ports = (-1, -1) if proto == "-1" else (rule.from_port, rule.to_port)
+        sources = (rule.source_group,) if rule.source_group else tuple(rule.cidrs)
+        if group == rule.source_group:
+            sources = ("self",)
+        out.append(Row(proto, ports, sources, f"rule{i}-{rule.protocol}-{ports[0]}-{ports[1]}"))
+    return tuple(out)
+
+
+def ingress_rows(spec: Spec, group: str) -> tuple[Row, ...]:
+    ingress, _ = rows(group, spec.networking)
+    extra = service_rows(spec) if group == "worker" else ()
+    return narrowed(spec, group, ingress) + extra + user_rows(spec, group)
+
+
 def _source_label(source: str) -> str:
     return {ANY4: "any-ipv4", ANY6: "any-ipv6"}.get(source, source)
+
+
+def _protocol(protocol: str, source: str) -> str:
+    # ICMP for IPv6 sources is ICMPv6, a protocol of its own to AWS.
+    return "icmpv6" if protocol == "icmp" and ":" in source else protocol
 
 
 def rules(spec: Spec, group: str, key: str, peers: dict[str, str]) -> list[Resource]:
     """Rule resources for ``group`` whose security group is desired under ``key``."""
     name = spec.cluster_name
-    ingress, egress = rows(group, spec.networking)
+    _, egress = rows(group, spec.networking)
     out = []
-    for egress_flag, table in ((False, ingress), (True, egress)):
+    # A rule the cluster file repeats (or that Typhoon's tables hold already) is made once.
+    seen: set[tuple[object, ...]] = set()
+    for egress_flag, table in ((False, ingress_rows(spec, group)), (True, egress)):
         for row in table:
             for source in row.sources:
+                protocol = _protocol(row.protocol, source)
+                same = (egress_flag, protocol, row.ports, source)
+                if same in seen:
+                    continue
+                seen.add(same)
                 props: dict[str, object] = {
                     "group": Ref(key),
                     "egress": egress_flag,
-                    "protocol": row.protocol,
+                    "protocol": protocol,
                     "from_port": row.ports[0],
                     "to_port": row.ports[1],
                     "description": f"{row.purpose} from {_source_label(source)}",

@@ -1,8 +1,10 @@
 """Workers (facts §4): a launch template and an auto scaling group that registers its
-instances in the ingress target groups and any extra ones the user lists.
+instances in the ingress target groups and any extra ones the user lists; and one more
+template and group of the same shape per ``[[worker_pools]]`` entry.
 
-A group of workers is described by :class:`WorkerGroup`, so that worker pools can become more
-groups of the same shape.
+Every group registers in the services' target groups and in ``worker_target_groups``, since a
+node port answers on every node; only the main workers and pools with ``ingress = true`` take
+ingress traffic.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from dataclasses import dataclass
 from squall.aws.ami import Image
 from squall.aws.controllers import check_user_data
 from squall.aws.network import subnet_refs
-from squall.aws.nlb import TG_WORKERS_HTTP, TG_WORKERS_HTTPS
+from squall.aws.nlb import TG_WORKERS_HTTP, TG_WORKERS_HTTPS, service_tg
 from squall.aws.security import WORKER_SG
 from squall.engine.core import Ref, Resource
-from squall.spec import Spec
+from squall.spec import Spec, WorkerPool
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,31 @@ class WorkerGroup:
     target_groups: tuple[Ref | str, ...]
 
 
+def target_groups(spec: Spec, *, ingress: bool) -> tuple[Ref | str, ...]:
+    groups: list[Ref | str] = [Ref(TG_WORKERS_HTTP), Ref(TG_WORKERS_HTTPS)] if ingress else []
+    groups += [Ref(service_tg(s.name)) for s in spec.services]
+    return (*groups, *spec.worker_target_groups)
+
+
+def pool_group(spec: Spec, pool: WorkerPool, user_data: str, image: Image) -> WorkerGroup:
+    """A worker pool: its own settings, the cluster's security group and subnets."""
+    return WorkerGroup(
+        key=f"pool-{pool.name}",
+        name=f"{spec.cluster_name}-{pool.name}",
+        count=pool.count,
+        instance_type=pool.instance_type,
+        image=image,
+        user_data=user_data,
+        disk_size=pool.disk_size,
+        disk_type=pool.disk_type,
+        disk_iops=pool.disk_iops,
+        spot_price=pool.spot_price,
+        cpu_credits=None,
+        public_ipv4=spec.worker_public_ipv4,
+        target_groups=target_groups(spec, ingress=pool.ingress),
+    )
+
+
 def main_group(spec: Spec, user_data: str, image: Image) -> WorkerGroup:
     """The cluster's own workers, configured by the top-level worker_* keys."""
     return WorkerGroup(
@@ -50,11 +77,7 @@ def main_group(spec: Spec, user_data: str, image: Image) -> WorkerGroup:
         spot_price=spec.worker_price,
         cpu_credits=spec.worker_cpu_credits,
         public_ipv4=spec.worker_public_ipv4,
-        target_groups=(
-            Ref(TG_WORKERS_HTTP),
-            Ref(TG_WORKERS_HTTPS),
-            *spec.worker_target_groups,
-        ),
+        target_groups=target_groups(spec, ingress=True),
     )
 
 
