@@ -107,6 +107,11 @@ def destroy(spec: Spec, state: State, out: Console, err: Console, *, yes: bool) 
         out.print(f"Nothing to destroy: AWS holds nothing of cluster {spec.cluster_name}.")
         return
     out.print(p.render())
+    for thing in cluster.foreign:
+        out.print(
+            f"[yellow]warning:[/] {escape(thing)} is not the cluster's, but AWS removes it "
+            "together with the cluster's load balancer, security group or route table"
+        )
     _confirm(f"destroy cluster {spec.cluster_name} and everything above", yes)
     _run(cluster, p, out, "destroying")
     out.print(f"[green]Destroyed cluster {spec.cluster_name}.[/]")
