@@ -36,7 +36,10 @@ def controller_addresses(cluster: Cluster) -> list[tuple[int, str]]:
 def controller_target_health(cluster: Cluster) -> Callable[[], dict[str, str]]:
     """A callable reporting the apiserver target group's view of each controller."""
     name = f"{cluster.spec.cluster_name}-controllers"
-    arn = _one(cluster.ctx, "target_group", name).id
+    try:
+        arn = _one(cluster.ctx, "target_group", name).id
+    except Exception as err:
+        raise explain(err, "reading the kube-apiserver target group from AWS") from None
     elbv2 = cluster.aws.client("elbv2")
 
     def health() -> dict[str, str]:
