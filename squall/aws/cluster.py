@@ -183,8 +183,12 @@ class Cluster:
         self.check()
         wanted = desired(self.spec, self.inputs(pin=pin))
         self.ctx.forget()
-        vpcs = [a for a in self.ctx.actuals("vpc") if a.name == self.spec.cluster_name]
-        check_target_groups(self.aws, self.spec, vpcs[0].id if len(vpcs) == 1 else None)
+        if self.spec.worker_target_groups:
+            try:
+                vpcs = [a for a in self.ctx.actuals("vpc") if a.name == self.spec.cluster_name]
+            except Exception as err:
+                raise explain(err, "reading the cluster's VPC from AWS") from None
+            check_target_groups(self.aws, self.spec, vpcs[0].id if len(vpcs) == 1 else None)
         asked = network.route_keys(self.spec)
         if pin:
             # Recorded before they are made, so that an interrupted apply cannot leave a

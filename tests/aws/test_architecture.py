@@ -2,7 +2,7 @@
 and read back with plain boto3.
 
 Two clusters share the module's emulated AWS: ``arch-c`` (cilium, Fedora CoreOS, three
-controllers, spot workers, an extra target group) and ``arch-f`` (flannel, Flatcar beta,
+controllers, spot workers) and ``arch-f`` (flannel, Flatcar beta,
 arm64 workers, no public IPv4 on workers).
 """
 
@@ -29,18 +29,7 @@ Client = Callable[[str], Any]
 
 
 @pytest.fixture(scope="module")
-def extra_tg(client: Client) -> str:
-    """A target group made outside squall, listed in worker_target_groups."""
-    ec2 = client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="192.168.0.0/16")["Vpc"]["VpcId"]
-    tg = client("elbv2").create_target_group(
-        Name="some-app", Protocol="TCP", Port=3333, VpcId=vpc, TargetType="instance"
-    )
-    return str(tg["TargetGroups"][0]["TargetGroupArn"])
-
-
-@pytest.fixture(scope="module")
-def configs(tmp_path_factory: pytest.TempPathFactory, extra_tg: str) -> dict[str, Path]:
+def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("arch")
     return {
         CILIUM: cluster_file(
@@ -52,7 +41,6 @@ def configs(tmp_path_factory: pytest.TempPathFactory, extra_tg: str) -> dict[str
             networking="cilium",
             worker_price=0.0213,
             worker_cpu_credits="unlimited",
-            worker_target_groups=[extra_tg],
         ),
         FLANNEL: cluster_file(
             d,
@@ -443,7 +431,7 @@ def template_data(client: Client, group: dict[str, Any]) -> dict[str, Any]:
     return dict(one(got["LaunchTemplateVersions"])["LaunchTemplateData"])
 
 
-def test_worker_group(applied: dict[str, Path], client: Client, extra_tg: str) -> None:
+def test_worker_group(applied: dict[str, Path], client: Client) -> None:
     group = asg_of(client, CILIUM)
     assert (group["MinSize"], group["DesiredCapacity"], group["MaxSize"]) == (2, 2, 4)
     assert sorted(group["VPCZoneIdentifier"].split(",")) == sorted(
@@ -453,7 +441,6 @@ def test_worker_group(applied: dict[str, Path], client: Client, extra_tg: str) -
         [
             tg_of(client, f"{CILIUM}-workers-http")["TargetGroupArn"],
             tg_of(client, f"{CILIUM}-workers-https")["TargetGroupArn"],
-            extra_tg,
         ]
     )
     assert group["HealthCheckGracePeriod"] == 30

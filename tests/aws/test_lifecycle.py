@@ -402,7 +402,3 @@ def test_aws_errors_are_one_clear_line(
     proc = squall("outputs", str(config), check=False)
     line = one_line_error(proc)
     assert "squall apply" in line
-
-    later = variant("services", services=[{"name": "app", "port": 3333, "node_port": 30333}])
-    line = one_line_error(squall("plan", str(later), check=False))
-    assert "services" in line and "remove" in line
