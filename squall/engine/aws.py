@@ -82,6 +82,10 @@ _HINTS = {
 def code(err: BaseException) -> str:
     if isinstance(err, botocore.exceptions.ClientError):
         return str(err.response.get("Error", {}).get("Code", ""))
+    if isinstance(err, botocore.exceptions.WaiterError):
+        # A waiter gives up on any error its acceptors do not name, NotFound included.
+        last = err.last_response if isinstance(err.last_response, dict) else {}
+        return str(last.get("Error", {}).get("Code", ""))
     return ""
 
 
@@ -135,7 +139,9 @@ class Aws:
             )
         self.region: str = self.session.region_name
         self._config = Config(
-            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            # total_max_attempts counts the first attempt too; botocore's max_attempts would
+            # count retries only, one more call than asked for.
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             connect_timeout=10,
             read_timeout=60,
             max_pool_connections=32,
@@ -145,14 +151,15 @@ class Aws:
         self._on_call = on_call
 
     def client(self, service: str, *, max_attempts: int | None = None) -> Any:
-        """A client for ``service``; ``max_attempts`` for calls not worth many retries."""
+        """A client for ``service``; ``max_attempts`` (in all, the first one included) for
+        calls not worth many retries, or, with 1, for calls botocore must never resend."""
         key = (service, max_attempts or 0)
         with self._lock:
             if key not in self._clients:
                 config = self._config
                 if max_attempts is not None:
                     config = config.merge(
-                        Config(retries={"mode": "standard", "max_attempts": max_attempts})
+                        Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
                     )
                 try:
                     c = self.session.client(service, config=config)
@@ -198,7 +205,7 @@ def retry(
     while True:
         try:
             return fn()
-        except botocore.exceptions.ClientError as err:
+        except (botocore.exceptions.ClientError, botocore.exceptions.WaiterError) as err:
             if code(err) not in wanted or time.monotonic() + delay > deadline:
                 raise
             if on_wait is not None:
@@ -269,8 +276,9 @@ def create_once(
     """A create call that AWS offers no idempotency token for.
 
     botocore would resend it after a lost response and make a second resource. Instead the
-    call goes out once; when its outcome is unknown, squall looks for what it may have made
-    (by tag) before sending it again.
+    call goes out once (a client that never retries); when its outcome is unknown, squall
+    looks for what it may have made (by tag) before sending it again. A throttled call was
+    refused before it did anything, so it is simply sent again after a pause.
     """
     client = aws.client(service, max_attempts=1)
     deadline = time.monotonic() + timeout
@@ -281,10 +289,14 @@ def create_once(
         except Exception as err:
             if not outcome_unknown(err) or time.monotonic() + delay > deadline:
                 raise
-        # A resource made moments ago may not be listed yet: look twice before resending.
-        for _ in range(2):
+            refused = code(err) in THROTTLED
+        if refused:
             time.sleep(delay * (0.5 + random.random() / 2))
-            found = adopt()
-            if found is not None:
-                return found
+        else:
+            # A resource made moments ago may not be listed yet: look twice before resending.
+            for _ in range(2):
+                time.sleep(delay * (0.5 + random.random() / 2))
+                found = adopt()
+                if found is not None:
+                    return found
         delay = min(delay * 2, 15.0)

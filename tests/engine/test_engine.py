@@ -383,3 +383,48 @@ def test_implied_deletes_are_skipped() -> None:
     run.check(run.apply(ctx, make_plan(ctx, [], region="r")))
     # Deleting the group takes its rules along: no call per rule.
     assert store.events("delete") == ["group"]
+
+
+def test_settle_retries_a_waiter_that_met_a_fresh_id_it_does_not_know() -> None:
+    ctx = context(consistency_timeout=10)
+    calls = []
+
+    def wait() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise botocore.exceptions.WaiterError(
+                name="VpcAvailable",
+                reason="An error occurred (InvalidVpcID.NotFound)",
+                last_response={"Error": {"Code": "InvalidVpcID.NotFound", "Message": "no"}},
+            )
+        return "available"
+
+    assert ctx.settle(wait) == "available"
+    assert len(calls) == 3
+    with pytest.raises(botocore.exceptions.WaiterError):
+        ctx.settle(
+            lambda: (_ for _ in ()).throw(
+                botocore.exceptions.WaiterError(
+                    name="VpcAvailable", reason="failed", last_response={"Vpcs": []}
+                )
+            )
+        )
+
+
+def test_create_once_resends_a_throttled_create_without_looking() -> None:
+    aws = Aws("us-east-1")
+    sent = []
+    looked = []
+
+    def create(_client: Any) -> str:
+        sent.append(1)
+        if len(sent) == 1:
+            raise client_error("RequestLimitExceeded")
+        return "vpc-1"
+
+    def adopt() -> str | None:
+        looked.append(1)
+        return None
+
+    assert create_once(aws, "ec2", create, adopt, timeout=30) == "vpc-1"
+    assert len(sent) == 2 and not looked

@@ -14,7 +14,7 @@ import pytest
 
 from squall import emulator
 from squall.engine import run
-from squall.engine.aws import Aws
+from squall.engine.aws import Aws, create_once
 from squall.engine.core import OWNER_TAG, Context, Ref, Resource
 from squall.engine.kinds import all_kinds
 from squall.engine.plan import make_plan
@@ -68,6 +68,58 @@ def test_throttling_is_retried_by_the_client(
     aws = Aws("us-east-1")
     assert aws.client("ec2").describe_vpcs()["Vpcs"] == []
     assert len(seen) == 3
+
+
+@pytest.fixture
+def lossy_endpoint() -> Iterator[tuple[str, list[int]]]:
+    """An endpoint that reads every request, then hangs up without answering: AWS may have
+    acted, the caller cannot know."""
+    seen: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append(1)
+            self.close_connection = True
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_create_without_token_is_never_resent_by_botocore(
+    lossy_endpoint: tuple[str, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, seen = lossy_endpoint
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    aws = Aws("us-east-1")
+    looks: list[int] = []
+
+    def adopt() -> str | None:
+        looks.append(len(seen))
+        return "vpc-made-by-the-lost-call"
+
+    got = create_once(
+        aws,
+        "ec2",
+        lambda c: c.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"],
+        adopt,
+        timeout=30,
+    )
+    assert got == "vpc-made-by-the-lost-call"
+    # One request reached AWS, and squall looked for its result before anything else.
+    assert seen == [1] and looks == [1]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from squall.engine.aws import code, explain, message, wait_for
+from squall.engine.aws import code, create_once, explain, message, wait_for
 from squall.engine.core import OWNER_TAG, Actual, Context, Kind
 from squall.engine.kinds.ec2 import ASG_TAG, LIVE_STATES
 
@@ -81,19 +81,36 @@ class AutoScalingGroup(Kind):
             }
             for t in ctx.tags(name)
         ]
+
+        def find() -> Actual | None:
+            got = asg(ctx).describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+            groups = [g for g in got["AutoScalingGroups"] if not g.get("Status")]
+            return self._actual(groups[0]) if groups else None
+
         try:
-            ctx.settle(
-                lambda: asg(ctx).create_auto_scaling_group(
-                    AutoScalingGroupName=name,
-                    TargetGroupARNs=list(props["target_groups"]),
-                    Tags=tags,
-                    **self._args(props),
-                )
+            # No idempotency token, and a resend must not reach an endpoint that replaces
+            # the group (moto does, orphaning its instances): look before sending again.
+            made = create_once(
+                ctx.aws,
+                "autoscaling",
+                lambda c: ctx.settle(
+                    lambda: c.create_auto_scaling_group(
+                        AutoScalingGroupName=name,
+                        TargetGroupARNs=list(props["target_groups"]),
+                        Tags=tags,
+                        **self._args(props),
+                    )
+                ),
+                find,
+                timeout=ctx.consistency_timeout,
             )
         except botocore.exceptions.ClientError as err:
-            # A resent create whose first response was lost: adopt the group and align it.
+            # Made by a call whose response was lost and that a look-up did not see yet.
             if code(err) != "AlreadyExists":
                 raise
+            made = None
+        if isinstance(made, Actual) or made is None:
+            # Adopted rather than made by this call: align it with what is wanted.
             actual = self._read(ctx, name)
             return self.update(ctx, name, props, actual, {"target_groups"})
         return self._read(ctx, name)

@@ -188,7 +188,20 @@ class InternetGateway(Kind):
         return Actual(self.kind, gw_id, name, {"vpc": props["vpc"]})
 
     def _attach(self, ctx: Context, gw_id: str, vpc_id: str) -> None:
-        ctx.settle(lambda: ec2(ctx).attach_internet_gateway(InternetGatewayId=gw_id, VpcId=vpc_id))
+        try:
+            ctx.settle(
+                lambda: ec2(ctx).attach_internet_gateway(InternetGatewayId=gw_id, VpcId=vpc_id)
+            )
+        except botocore.exceptions.ClientError as err:
+            # A resent attach whose first response was lost finds the gateway attached.
+            if code(err) != "Resource.AlreadyAssociated" or self._attached_to(ctx, gw_id) != vpc_id:
+                raise
+
+    def _attached_to(self, ctx: Context, gw_id: str) -> str | None:
+        got = ctx.settle(lambda: ec2(ctx).describe_internet_gateways(InternetGatewayIds=[gw_id]))[
+            "InternetGateways"
+        ]
+        return self._actual(got[0]).props["vpc"] if got else None
 
     def update(
         self, ctx: Context, name: str, props: dict[str, Any], actual: Actual, changed: set[str]
@@ -238,12 +251,18 @@ class RouteTable(Kind):
         ]
 
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
-        t = ctx.settle(
-            lambda: ec2(ctx).create_route_table(
-                VpcId=props["vpc"], TagSpecifications=ctx.tag_spec("route-table", name)
-            )
-        )["RouteTable"]
-        return Actual(self.kind, t["RouteTableId"], name, {"vpc": props["vpc"]})
+        table_id = create_once(
+            ctx.aws,
+            "ec2",
+            lambda c: ctx.settle(
+                lambda: c.create_route_table(
+                    VpcId=props["vpc"], TagSpecifications=ctx.tag_spec("route-table", name)
+                )
+            )["RouteTable"]["RouteTableId"],
+            lambda: _by_name(ctx, "describe_route_tables", "RouteTables", "RouteTableId", name),
+            timeout=ctx.consistency_timeout,
+        )
+        return Actual(self.kind, table_id, name, {"vpc": props["vpc"]})
 
     def delete(self, ctx: Context, actual: Actual) -> None:
         ec2(ctx).delete_route_table(RouteTableId=actual.id)
@@ -316,7 +335,7 @@ class Route(Kind):
             # RouteAlreadyExists: an interrupted run made it; point it where it belongs.
             if code(err) != "RouteAlreadyExists":
                 raise
-            ec2(ctx).replace_route(**self._args(props))
+            ctx.settle(lambda: ec2(ctx).replace_route(**self._args(props)))
         return self._made(name, props)
 
     def _made(self, name: str, props: dict[str, Any]) -> Actual:
@@ -477,8 +496,10 @@ class RouteTableAssociation(Kind):
 
     def _existing(self, ctx: Context, props: dict[str, Any]) -> str:
         """The subnet's association, made by a resent call or by someone else."""
-        tables = ec2(ctx).describe_route_tables(
-            Filters=[{"Name": "association.subnet-id", "Values": [props["subnet"]]}]
+        tables = ctx.settle(
+            lambda: ec2(ctx).describe_route_tables(
+                Filters=[{"Name": "association.subnet-id", "Values": [props["subnet"]]}]
+            )
         )["RouteTables"]
         for t in tables:
             for a in t.get("Associations", []):
@@ -517,29 +538,41 @@ class SecurityGroup(Kind):
         ]
 
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
-        try:
-            group_id = ctx.settle(
-                lambda: ec2(ctx).create_security_group(
-                    GroupName=name,
-                    Description=props["description"],
-                    VpcId=props["vpc"],
-                    TagSpecifications=ctx.tag_spec("security-group", name),
+        def find() -> str | None:
+            found = ctx.settle(
+                lambda: ec2(ctx).describe_security_groups(
+                    Filters=[
+                        ctx.owner_filter,
+                        {"Name": "vpc-id", "Values": [props["vpc"]]},
+                        {"Name": "group-name", "Values": [name]},
+                    ]
                 )
-            )["GroupId"]
+            )["SecurityGroups"]
+            return str(found[0]["GroupId"]) if found else None
+
+        try:
+            group_id = create_once(
+                ctx.aws,
+                "ec2",
+                lambda c: ctx.settle(
+                    lambda: c.create_security_group(
+                        GroupName=name,
+                        Description=props["description"],
+                        VpcId=props["vpc"],
+                        TagSpecifications=ctx.tag_spec("security-group", name),
+                    )
+                )["GroupId"],
+                find,
+                timeout=ctx.consistency_timeout,
+            )
         except botocore.exceptions.ClientError as err:
-            # A resent create whose first response was lost: the group is there already.
+            # Resent after a lost response that a look-up did not yet see: it is there.
             if code(err) != "InvalidGroup.Duplicate":
                 raise
-            found = ec2(ctx).describe_security_groups(
-                Filters=[
-                    ctx.owner_filter,
-                    {"Name": "vpc-id", "Values": [props["vpc"]]},
-                    {"Name": "group-name", "Values": [name]},
-                ]
-            )["SecurityGroups"]
-            if not found:
+            found = find()
+            if found is None:
                 raise
-            group_id = found[0]["GroupId"]
+            group_id = found
         return Actual(self.kind, group_id, name, dict(props))
 
     def delete(self, ctx: Context, actual: Actual) -> None:
@@ -640,11 +673,13 @@ class SecurityGroupRule(Kind):
 
     def _existing(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
         """The rule AWS already has (an interrupted run, or a group's default egress)."""
-        rules = ctx.aws.pages(
-            "ec2",
-            "describe_security_group_rules",
-            "SecurityGroupRules",
-            Filters=[{"Name": "group-id", "Values": [props["group"]]}],
+        rules = ctx.settle(
+            lambda: ctx.aws.pages(
+                "ec2",
+                "describe_security_group_rules",
+                "SecurityGroupRules",
+                Filters=[{"Name": "group-id", "Values": [props["group"]]}],
+            )
         )
         want = _rule_ident(props)
         for r in rules:
@@ -816,7 +851,7 @@ class Instance(Kind):
     def _read(self, ctx: Context, iid: str) -> Actual:
         got = ctx.settle(lambda: ec2(ctx).describe_instances(InstanceIds=[iid]))
         i = got["Reservations"][0]["Instances"][0]
-        return self._actual(i, self._root_volumes(ctx, [i]))
+        return self._actual(i, ctx.settle(lambda: self._root_volumes(ctx, [i])))
 
     def update(
         self, ctx: Context, name: str, props: dict[str, Any], actual: Actual, changed: set[str]
@@ -943,8 +978,12 @@ class LaunchTemplate(Kind):
         out = []
         for t in templates:
             version = str(t["DefaultVersionNumber"])
-            got = ec2(ctx).describe_launch_template_versions(
-                LaunchTemplateId=t["LaunchTemplateId"], Versions=[version]
+            got = ctx.settle(
+                functools.partial(
+                    ec2(ctx).describe_launch_template_versions,
+                    LaunchTemplateId=t["LaunchTemplateId"],
+                    Versions=[version],
+                )
             )["LaunchTemplateVersions"]
             data = got[0]["LaunchTemplateData"] if got else {}
             out.append(self._actual(t["LaunchTemplateId"], t["LaunchTemplateName"], version, data))
@@ -955,14 +994,39 @@ class LaunchTemplate(Kind):
 
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
         data = _lt_data(props, ctx.tags(name))
-        got = ctx.settle(
-            lambda: ec2(ctx).create_launch_template(
-                LaunchTemplateName=name,
-                LaunchTemplateData=data,
-                ClientToken=token(ctx.cluster, name, *props["security_groups"]),
-                TagSpecifications=ctx.tag_spec("launch-template", name),
+
+        def find() -> dict[str, Any] | None:
+            found = ctx.aws.pages(
+                "ec2",
+                "describe_launch_templates",
+                "LaunchTemplates",
+                Filters=[ctx.owner_filter, {"Name": "launch-template-name", "Values": [name]}],
             )
-        )["LaunchTemplate"]
+            return found[0] if found else None
+
+        try:
+            # The client token makes a resend safe where AWS honours it; the look-up covers
+            # endpoints that do not.
+            got = create_once(
+                ctx.aws,
+                "ec2",
+                lambda c: ctx.settle(
+                    lambda: c.create_launch_template(
+                        LaunchTemplateName=name,
+                        LaunchTemplateData=data,
+                        ClientToken=token(ctx.cluster, name, *props["security_groups"]),
+                        TagSpecifications=ctx.tag_spec("launch-template", name),
+                    )
+                )["LaunchTemplate"],
+                find,
+                timeout=ctx.consistency_timeout,
+            )
+        except botocore.exceptions.ClientError as err:
+            if code(err) != "InvalidLaunchTemplateName.AlreadyExistsException":
+                raise
+            got = find()
+            if got is None:
+                raise
         return self._actual(got["LaunchTemplateId"], name, str(got["LatestVersionNumber"]), data)
 
     def update(
@@ -970,13 +1034,18 @@ class LaunchTemplate(Kind):
     ) -> Actual:
         data = _lt_data(props, ctx.tags(name))
         c = ec2(ctx)
-        got = c.create_launch_template_version(
-            LaunchTemplateId=actual.id,
-            LaunchTemplateData=data,
-            ClientToken=token(actual.id, repr(sorted(data.items()))),
+        # A resent call (the token aside) can only add an identical version: harmless.
+        got = ctx.settle(
+            lambda: c.create_launch_template_version(
+                LaunchTemplateId=actual.id,
+                LaunchTemplateData=data,
+                ClientToken=token(actual.id, repr(sorted(data.items()))),
+            )
         )["LaunchTemplateVersion"]
         version = str(got["VersionNumber"])
-        c.modify_launch_template(LaunchTemplateId=actual.id, DefaultVersion=version)
+        ctx.settle(
+            lambda: c.modify_launch_template(LaunchTemplateId=actual.id, DefaultVersion=version)
+        )
         return self._actual(actual.id, name, version, data)
 
     def delete(self, ctx: Context, actual: Actual) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from squall.engine.aws import code, gone
+from squall.engine.aws import code, create_once, gone
 from squall.engine.core import OWNER_TAG, Actual, Context, Kind
 
 
@@ -35,6 +35,20 @@ def _owned_only(ctx: Context, items: list[dict[str, Any]], arn_key: str) -> list
 
 def _tags(ctx: Context, name: str) -> list[dict[str, str]]:
     return ctx.tags(name)
+
+
+def _owned_by_name(
+    ctx: Context, operation: str, key: str, arn_key: str, name: str
+) -> dict[str, Any] | None:
+    """The cluster's load balancer or target group of this name, if AWS lists one."""
+    try:
+        items = getattr(elb(ctx), operation)(Names=[name])[key]
+    except botocore.exceptions.ClientError as err:
+        if gone(err):
+            return None
+        raise
+    owned = _owned_only(ctx, items, arn_key)
+    return owned[0] if owned else None
 
 
 class LoadBalancer(Kind):
@@ -75,17 +89,26 @@ class LoadBalancer(Kind):
         )
 
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
-        # CreateLoadBalancer is idempotent by name when the settings match.
-        lb = ctx.settle(
-            lambda: elb(ctx).create_load_balancer(
-                Name=name,
-                Subnets=list(props["subnets"]),
-                Scheme=props["scheme"],
-                Type=props["type"],
-                IpAddressType=props["ip_address_type"],
-                Tags=_tags(ctx, name),
-            )
-        )["LoadBalancers"][0]
+        # AWS answers a resend with the first load balancer when the settings match, but
+        # not every endpoint does (moto makes a second): look before sending again.
+        lb = create_once(
+            ctx.aws,
+            "elbv2",
+            lambda c: ctx.settle(
+                lambda: c.create_load_balancer(
+                    Name=name,
+                    Subnets=list(props["subnets"]),
+                    Scheme=props["scheme"],
+                    Type=props["type"],
+                    IpAddressType=props["ip_address_type"],
+                    Tags=_tags(ctx, name),
+                )
+            )["LoadBalancers"][0],
+            lambda: _owned_by_name(
+                ctx, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn", name
+            ),
+            timeout=ctx.consistency_timeout,
+        )
         arn = lb["LoadBalancerArn"]
         self._set_attributes(ctx, arn, props)
         elb(ctx).get_waiter("load_balancer_available").wait(
@@ -166,18 +189,35 @@ class TargetGroup(Kind):
         return {field: props[prop] for prop, field in HEALTH.items() if props.get(prop) is not None}
 
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
-        # CreateTargetGroup is idempotent by name when the settings match.
-        tg = ctx.settle(
-            lambda: elb(ctx).create_target_group(
-                Name=name,
-                Protocol=props["protocol"],
-                Port=int(props["port"]),
-                VpcId=props["vpc"],
-                TargetType=props["target_type"],
-                Tags=_tags(ctx, name),
-                **self._health_args(props),
+        def find() -> dict[str, Any] | None:
+            return _owned_by_name(
+                ctx, "describe_target_groups", "TargetGroups", "TargetGroupArn", name
             )
-        )["TargetGroups"][0]
+
+        try:
+            tg = create_once(
+                ctx.aws,
+                "elbv2",
+                lambda c: ctx.settle(
+                    lambda: c.create_target_group(
+                        Name=name,
+                        Protocol=props["protocol"],
+                        Port=int(props["port"]),
+                        VpcId=props["vpc"],
+                        TargetType=props["target_type"],
+                        Tags=_tags(ctx, name),
+                        **self._health_args(props),
+                    )
+                )["TargetGroups"][0],
+                find,
+                timeout=ctx.consistency_timeout,
+            )
+        except botocore.exceptions.ClientError as err:
+            # AWS returns the first group for a matching resend; some endpoints refuse it.
+            found = find() if code(err) == "DuplicateTargetGroupName" else None
+            if found is None:
+                raise
+            tg = found
         return self._actual(tg)
 
     def update(
@@ -235,29 +275,47 @@ class Listener(Kind):
         return (props["load_balancer"], props["port"])
 
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
-        try:
-            x = ctx.settle(
-                lambda: elb(ctx).create_listener(
-                    LoadBalancerArn=props["load_balancer"],
-                    Port=int(props["port"]),
-                    Protocol=props["protocol"],
-                    DefaultActions=[{"Type": "forward", "TargetGroupArn": props["target_group"]}],
-                    Tags=_tags(ctx, name),
-                )
-            )["Listeners"][0]
-        except botocore.exceptions.ClientError as err:
-            if code(err) != "DuplicateListener":
-                raise
+        def find() -> dict[str, Any] | None:
             found = [
                 x
-                for x in elb(ctx).describe_listeners(LoadBalancerArn=props["load_balancer"])[
-                    "Listeners"
-                ]
+                for x in ctx.settle(
+                    lambda: elb(ctx).describe_listeners(LoadBalancerArn=props["load_balancer"])
+                )["Listeners"]
                 if x["Port"] == int(props["port"])
             ]
-            x = found[0]
-            return self.update(ctx, name, props, self._made(x["ListenerArn"], name, props), set())
-        return self._made(x["ListenerArn"], name, props)
+            return found[0] if found else None
+
+        try:
+            # A port holds one listener, yet not every endpoint refuses a second (moto
+            # makes one): look before sending again.
+            x = create_once(
+                ctx.aws,
+                "elbv2",
+                lambda c: ctx.settle(
+                    lambda: c.create_listener(
+                        LoadBalancerArn=props["load_balancer"],
+                        Port=int(props["port"]),
+                        Protocol=props["protocol"],
+                        DefaultActions=[
+                            {"Type": "forward", "TargetGroupArn": props["target_group"]}
+                        ],
+                        Tags=_tags(ctx, name),
+                    )
+                )["Listeners"][0],
+                find,
+                timeout=ctx.consistency_timeout,
+            )
+        except botocore.exceptions.ClientError as err:
+            found = find() if code(err) == "DuplicateListener" else None
+            if found is None:
+                raise
+            x = found
+        made = self._made(x["ListenerArn"], name, props)
+        forward = [a for a in x.get("DefaultActions", []) if a.get("Type") == "forward"]
+        if forward and forward[0].get("TargetGroupArn") == props["target_group"]:
+            return made
+        # Someone else's listener on the port, or one left half-made: point it where wanted.
+        return self.update(ctx, name, props, made, set())
 
     def _made(self, arn: str, name: str, props: dict[str, Any]) -> Actual:
         return Actual(
