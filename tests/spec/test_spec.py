@@ -251,6 +251,26 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
         {"worker_pools": [{"name": "a", "node_taints": ["x"]}]},
         ["worker_pools[0].node_taints"],
     ),
+    ("ssh cidr", {"ssh_cidrs": ["203.0.113.0/33"]}, ["ssh_cidrs", "not a network CIDR"]),
+    ("ssh cidr host bits", {"ssh_cidrs": ["10.0.0.1/8"]}, ["ssh_cidrs", "host bits"]),
+    ("ssh empty", {"ssh_cidrs": []}, ["ssh_cidrs", "empty", "bootstrap"]),
+    ("api cidr", {"apiserver_cidrs": ["2001:db8::/129"]}, ["apiserver_cidrs", "CIDR"]),
+    ("api empty", {"apiserver_cidrs": []}, ["apiserver_cidrs", "empty"]),
+    (
+        "svc tcp and udp on one port",
+        {"services": [SVC, {**SVC, "name": "u", "protocol": "udp", "node_port": 30444}]},
+        ["services[1].port", "tcp_udp"],
+    ),
+    (
+        "pool named worker",
+        {"worker_pools": [{"name": "worker"}]},
+        ["worker_pools[0].name", "tempest-worker"],
+    ),
+    (
+        "route default",
+        {"routes": [{**ROUTE, "destination": "::/0"}]},
+        ["routes[0].destination", "default route"],
+    ),
     ("components key", {"components": {"calico": False}}, ["components.calico", "unknown key"]),
     ("components type", {"components": {"coredns": "no"}}, ["components.coredns", "true or false"]),
 ]
