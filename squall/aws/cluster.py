@@ -14,7 +14,7 @@ balancer, security groups and route table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from squall.aws import ami, controllers, dns, network, nlb, outputs, security, workers
@@ -45,13 +45,19 @@ class Inputs:
     # By pool name.
     pool_images: dict[str, ami.Image]
     pool_configs: dict[str, str]
+    # Target groups someone else attached to a worker group, by group name: kept attached.
+    others_target_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def desired(spec: Spec, inputs: Inputs) -> list[Resource]:
+    others = inputs.others_target_groups
     pools = [
         workers.workers(
-            workers.pool_group(
-                spec, pool, inputs.pool_configs[pool.name], inputs.pool_images[pool.name]
+            workers.keeping(
+                workers.pool_group(
+                    spec, pool, inputs.pool_configs[pool.name], inputs.pool_images[pool.name]
+                ),
+                others,
             ),
             inputs.zones,
         )
@@ -65,7 +71,10 @@ def desired(spec: Spec, inputs: Inputs) -> list[Resource]:
             spec, inputs.controller_configs, inputs.controller_image, inputs.zones
         ),
         *workers.workers(
-            workers.main_group(spec, inputs.worker_config, inputs.worker_image), inputs.zones
+            workers.keeping(
+                workers.main_group(spec, inputs.worker_config, inputs.worker_image), others
+            ),
+            inputs.zones,
         ),
         *(r for pool in pools for r in pool),
         *dns.records(spec),
@@ -138,6 +147,8 @@ class Cluster:
         # Routes squall was asked to make, by destination and target (routes carry no tags).
         self.routes_made = network.made_routes(state)
         self._routes_after: set[network.RouteKey] | None = None
+        self.attached = workers.attached_by_squall(state)
+        self._attached_after: set[str] | None = None
         self.ctx = Context(
             self.aws,
             spec.cluster_name,
@@ -181,22 +192,36 @@ class Cluster:
 
     def plan(self, *, pin: bool = False) -> Plan:
         self.check()
-        wanted = desired(self.spec, self.inputs(pin=pin))
+        inputs = self.inputs(pin=pin)
         self.ctx.forget()
-        if self.spec.worker_target_groups:
-            try:
+        try:
+            if self.spec.worker_target_groups:
                 vpcs = [a for a in self.ctx.actuals("vpc") if a.name == self.spec.cluster_name]
-            except Exception as err:
-                raise explain(err, "reading the cluster's VPC from AWS") from None
-            check_target_groups(self.aws, self.spec, vpcs[0].id if len(vpcs) == 1 else None)
+                check_target_groups(self.aws, self.spec, vpcs[0].id if len(vpcs) == 1 else None)
+            inputs.others_target_groups.update(self._others_target_groups())
+        except SquallError:
+            raise
+        except Exception as err:
+            raise explain(err, "reading the cluster's resources from AWS") from None
         asked = network.route_keys(self.spec)
         if pin:
             # Recorded before they are made, so that an interrupted apply cannot leave a
-            # route behind that squall would no longer know as its own.
+            # route or registration behind that squall would no longer know as its own.
             self.routes_made |= asked
             network.record_routes(self.state, self.routes_made)
             self._routes_after = asked
-        return self._plan(wanted)
+            self.attached |= set(self.spec.worker_target_groups)
+            workers.record_attached(self.state, self.attached)
+            self._attached_after = set(self.spec.worker_target_groups)
+        return self._plan(desired(self.spec, inputs))
+
+    def _others_target_groups(self) -> dict[str, tuple[str, ...]]:
+        ours = {a.id for a in self.ctx.actuals("target_group")}
+        ours |= self.attached | set(self.spec.worker_target_groups)
+        return {
+            g.name: tuple(sorted(set(g.props.get("target_groups") or []) - ours))
+            for g in self.ctx.actuals("auto_scaling_group")
+        }
 
     def destroy_plan(self) -> Plan:
         """Every resource the cluster owns, to be deleted; :attr:`foreign` names what goes
@@ -206,6 +231,7 @@ class Cluster:
         p = self._plan([])
         self.foreign = foreign(self.ctx)
         self._routes_after = set()
+        self._attached_after = set()
         return p
 
     def _plan(self, wanted: list[Resource]) -> Plan:
@@ -223,6 +249,9 @@ class Cluster:
             # Every owned route no longer asked for was deleted with this plan.
             self.routes_made = set(self._routes_after)
             network.record_routes(self.state, self.routes_made)
+        if not outcome.failures and self._attached_after is not None:
+            self.attached = set(self._attached_after)
+            workers.record_attached(self.state, self.attached)
         return outcome
 
     def outputs(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ ingress traffic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from squall.aws.ami import Image
 from squall.aws.controllers import check_user_data
@@ -18,6 +18,11 @@ from squall.aws.nlb import TG_WORKERS_HTTP, TG_WORKERS_HTTPS, service_tg
 from squall.aws.security import WORKER_SG
 from squall.engine.core import Ref, Resource
 from squall.spec import Spec, WorkerPool
+from squall.state import State
+
+# worker_target_groups squall registered groups in: a target group attached to a worker group
+# that is neither the cluster's nor in this record was attached by someone else, and stays.
+TARGET_GROUPS_ATTACHED = "aws/target_groups.json"
 
 
 @dataclass(frozen=True)
@@ -126,3 +131,17 @@ def workers(group: WorkerGroup, zones: list[str]) -> list[Resource]:
             },
         ),
     ]
+
+
+def attached_by_squall(state: State) -> set[str]:
+    return set(state.read_json(TARGET_GROUPS_ATTACHED) or [])
+
+
+def record_attached(state: State, arns: set[str]) -> None:
+    state.write_json(TARGET_GROUPS_ATTACHED, sorted(arns))
+
+
+def keeping(group: WorkerGroup, others: dict[str, tuple[str, ...]]) -> WorkerGroup:
+    """``group`` with the target groups others attached to it (by group name) kept."""
+    kept = tuple(arn for arn in others.get(group.name, ()) if arn not in group.target_groups)
+    return replace(group, target_groups=group.target_groups + kept) if kept else group

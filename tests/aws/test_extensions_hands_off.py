@@ -109,6 +109,9 @@ def test_foreign_resources_survive_applies_and_destroy(
             }
         ],
     )["SecurityGroupRules"][0]["SecurityGroupRuleId"]
+    client("autoscaling").attach_load_balancer_target_groups(
+        AutoScalingGroupName=f"{name}-worker", TargetGroupARNs=[other_tg]
+    )
     ec2.create_route(
         RouteTableId=table, DestinationCidrBlock="10.200.0.0/16", VpcPeeringConnectionId=pcx
     )
@@ -127,28 +130,34 @@ def test_foreign_resources_survive_applies_and_destroy(
         ("create", "route"),
         ("update", "auto_scaling_group"),
     ]
-    assert not mentions(plan, listener, rule, "10.200.0.0/16", "byhand-other")
+    assert not mentions(plan, listener, rule, "10.200.0.0/16")
+    asg = one([c for c in plan["changes"] if c["kind"] == "auto_scaling_group"])
+    change = asg["fields"]["target_groups"]
+    assert other_tg in change["before"] and other_tg in change["after"]
+    assert app_tg not in change["before"] and app_tg in change["after"]
     squall("apply", str(config), "--yes", "--no-bootstrap")
 
     assert (PEER_CIDR, pcx) in routes(client, name)
     assert ("10.200.0.0/16", pcx) in routes(client, name)
     workers = group(client, f"{name}-worker")
-    assert app_tg in workers["TargetGroupARNs"]
+    assert {app_tg, other_tg} <= set(workers["TargetGroupARNs"])
     health = elb.describe_target_health(TargetGroupArn=app_tg)["TargetHealthDescriptions"]
     assert {d["Target"]["Id"] for d in health} == {i["InstanceId"] for i in workers["Instances"]}
     assert squall.plan_json(config)["changes"] == []
 
-    # A route dropped from the file is deleted; the hand-made one, same target, stays.
-    config = cluster_file(
-        tmp_path, name, host_cidr="10.50.0.0/16", worker_count=1, worker_target_groups=[app_tg]
-    )
+    # A route and a target group dropped from the file go; the hand-made route (same
+    # target) and the target group attached by hand stay.
+    config = cluster_file(tmp_path, name, host_cidr="10.50.0.0/16", worker_count=1)
     plan = squall.plan_json(config)
-    assert [(c["action"], c["kind"], c["name"]) for c in plan["changes"]] == [
-        ("delete", "route", f"{name} {PEER_CIDR}")
+    assert sorted((c["action"], c["kind"], c["name"]) for c in plan["changes"]) == [
+        ("delete", "route", f"{name} {PEER_CIDR}"),
+        ("update", "auto_scaling_group", f"{name}-worker"),
     ]
     squall("apply", str(config), "--yes", "--no-bootstrap")
     assert (PEER_CIDR, pcx) not in routes(client, name)
     assert ("10.200.0.0/16", pcx) in routes(client, name)
+    attached = set(group(client, f"{name}-worker")["TargetGroupARNs"])
+    assert other_tg in attached and app_tg not in attached
     listeners = elb.describe_listeners(LoadBalancerArn=nlb_arn(client, name))["Listeners"]
     assert listener in {x["ListenerArn"] for x in listeners}
 
