@@ -21,6 +21,8 @@ from squall.engine.core import OWNER_TAG, Actual, Context, EngineError, Kind
 # Instances in these states still exist for adoption; terminated ones are history.
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 ASG_TAG = "aws:autoscaling:groupName"
+# How many terminated instances a controller's idempotency token may lead through.
+MAX_TOKEN_GENERATIONS = 20
 
 
 def tags_of(item: dict[str, Any]) -> dict[str, str]:
@@ -832,12 +834,23 @@ class Instance(Kind):
         }
         if props.get("cpu_credits"):
             args["CreditSpecification"] = {"CpuCredits": props["cpu_credits"]}
-        got = ctx.settle(lambda: ec2(ctx).run_instances(**args))["Instances"][0]
-        iid = got["InstanceId"]
-        if got["State"]["Name"] in ("shutting-down", "terminated"):
+        for _ in range(MAX_TOKEN_GENERATIONS):
+            got = ctx.settle(lambda: ec2(ctx).run_instances(**args))["Instances"][0]
+            iid = got["InstanceId"]
+            # The launch response may not show it: ask for the state.
+            state = ctx.settle(functools.partial(ec2(ctx).describe_instances, InstanceIds=[iid]))[
+                "Reservations"
+            ][0]["Instances"][0]["State"]["Name"]
+            if state not in ("shutting-down", "terminated"):
+                break
+            # The token already launched an instance that a destroy (maybe one killed
+            # halfway) terminated, and EC2 keeps answering with it. The next token derives
+            # from that instance: still the same on every resend, so never a second launch.
+            args["ClientToken"] = token(args["ClientToken"], iid)
+        else:
             raise EngineError(
-                f"instance {name}: its idempotency token returned {iid}, which is terminated; "
-                "a previous cluster of this name was destroyed moments ago, wait and re-run"
+                f"instance {name}: {MAX_TOKEN_GENERATIONS} launches in a row were terminated "
+                "while starting; check the instance's console output and EC2 quotas"
             )
         ctx.settle(
             lambda: (
