@@ -148,7 +148,7 @@ def route_key(props: dict[str, object]) -> RouteKey | None:
 
 
 def made_routes(state: State) -> set[RouteKey]:
-    return {tuple(r) for r in state.read_json(ROUTES_MADE) or []}  # type: ignore[misc]
+    return {(str(d), str(t), str(v)) for d, t, v in state.read_json(ROUTES_MADE) or []}
 
 
 def record_routes(state: State, keys: set[RouteKey]) -> None:
