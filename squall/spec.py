@@ -35,6 +35,9 @@ CLUSTER_NAME_MAX = AWS_LB_NAME_MAX - len(LONGEST_SUFFIX)
 # Ports the cluster NLB already listens on.
 RESERVED_NLB_PORTS = {6443: "kube-apiserver", 80: "HTTP ingress", 443: "HTTPS ingress"}
 NODE_PORT_RANGE = (30000, 32767)
+# AWS's fixed quota of listeners per network load balancer.
+NLB_LISTENERS_MAX = 50
+MAX_SERVICES = NLB_LISTENERS_MAX - len(RESERVED_NLB_PORTS)
 # A pool's template and group are NAME-<pool>, beside the main workers' NAME-worker.
 RESERVED_POOL_NAMES = ("worker",)
 
@@ -470,6 +473,12 @@ class Spec(_Model):
         if nets["service_cidr"].num_addresses < 16:
             raise _KeyedError("service_cidr", "needs at least 16 addresses (IP 10 is cluster DNS)")
         _unique(self.services, "services", lambda s: s.name, "name")
+        if len(self.services) > MAX_SERVICES:
+            raise _KeyedError(
+                "services",
+                f"{len(self.services)} services need more listeners than the {NLB_LISTENERS_MAX} "
+                f"an NLB takes; keep at most {MAX_SERVICES} (the cluster uses 3 itself)",
+            )
         for i, svc in enumerate(self.services):
             for j, other in enumerate(self.services[:i]):
                 if svc.port == other.port:

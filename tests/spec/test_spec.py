@@ -187,6 +187,15 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
         {"services": [{**SVC, "name": "a-very-long-service-name-x"}]},
         ["services[0].name", "32"],
     ),
+    (
+        "too many services",
+        {
+            "services": [
+                {"name": f"s{i}", "port": 1000 + i, "node_port": 30000 + i} for i in range(48)
+            ]
+        },
+        ["services:", "at most 47"],
+    ),
     ("rule group", {"firewall_rules": [{**RULE, "group": "nlb"}]}, ["firewall_rules[0].group"]),
     (
         "rule protocol",
