@@ -61,7 +61,9 @@ CREATE_S = {
     "security_group": 1,
     "security_group_rule": 1,
     "target_group": 1,
-    "load_balancer": 180,  # an NLB takes 2-3 min to leave "provisioning"; squall waits
+    # CreateLoadBalancer and its attributes; the 2-3 min an NLB stays "provisioning" overlap
+    # the instances' boot, since nothing in apply waits for "active".
+    "load_balancer": 3,
     "listener": 1,
     "launch_template": 1,
     "auto_scaling_group": 2,  # squall does not wait for the group's instances

@@ -111,9 +111,9 @@ class LoadBalancer(Kind):
         )
         arn = lb["LoadBalancerArn"]
         self._set_attributes(ctx, arn, props)
-        elb(ctx).get_waiter("load_balancer_available").wait(
-            LoadBalancerArns=[arn], WaiterConfig={"Delay": 10, "MaxAttempts": 90}
-        )
+        # No wait for "active": AWS takes listeners, registrations and alias records while an
+        # NLB is still provisioning (2-3 minutes), so that time overlaps the instances' boot.
+        # The bootstrap's readiness wait goes through the NLB and so covers it.
         return self._read(ctx, arn)
 
     def _set_attributes(self, ctx: Context, arn: str, props: dict[str, Any]) -> None:
