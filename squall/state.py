@@ -49,16 +49,7 @@ class State:
     def write(self, name: str, data: bytes) -> None:
         target = self.path(name)
         try:
-            _makedirs(target.parent)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.chmod(tmp, FILE_MODE)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_private(target, data)
         except OSError as err:
             raise StateError(f"{target}: cannot write state ({err.strerror})") from None
 
@@ -75,6 +66,20 @@ class State:
 
     def write_json(self, name: str, value: Any) -> None:
         self.write(name, json.dumps(value, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def write_private(target: Path, data: bytes) -> None:
+    """Write a file only its owner can read, atomically: readers see the old or the new file."""
+    _makedirs(target.parent)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _makedirs(path: Path) -> None:

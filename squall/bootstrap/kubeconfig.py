@@ -9,7 +9,6 @@ file and a rename: the admin key is in there, and a crash never leaves half a ku
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,8 @@ import yaml
 
 from squall.errors import SquallError
 from squall.spec import Spec
-from squall.state import State
+from squall.state import State, write_private
 
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 SECTIONS = ("clusters", "users", "contexts")
 
 
@@ -95,17 +92,7 @@ def _load_existing(path: Path) -> dict[str, Any]:
 
 def _write_private(path: Path, text: str) -> None:
     try:
-        if not path.parent.exists():
-            path.parent.mkdir(parents=True, mode=DIR_MODE)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private(path, text.encode())
     except OSError as err:
         raise KubeconfigError(f"{path}: cannot write it ({err.strerror})") from None
 
