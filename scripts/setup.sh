@@ -25,6 +25,7 @@ fi
 stamp=.venv/.squall-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "setup: installing Python packages (pinned by constraints.txt)"
-  .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+  # The build backend's warnings about editable installs are noise for a user.
+  PYTHONWARNINGS=ignore .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
   touch "$stamp"
 fi
