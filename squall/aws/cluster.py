@@ -213,7 +213,10 @@ class Cluster:
             self.attached |= set(self.spec.worker_target_groups)
             workers.record_attached(self.state, self.attached)
             self._attached_after = set(self.spec.worker_target_groups)
-        return self._plan(desired(self.spec, inputs))
+        wanted = desired(self.spec, inputs)
+        for warning in security.quota_warnings(self.spec, wanted):
+            self.ctx.warn(warning)
+        return self._plan(wanted)
 
     def _others_target_groups(self) -> dict[str, tuple[str, ...]]:
         ours = {a.id for a in self.ctx.actuals("target_group")}

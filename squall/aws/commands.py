@@ -57,6 +57,7 @@ def plan(spec: Spec, state: State, out: Console, err: Console, *, as_json: bool)
     cluster = Cluster(spec, state)
     with err.status("reading AWS…"):
         p = cluster.plan()
+    _warn(cluster, err)
     if as_json:
         _print_json(p.to_json())
         return
@@ -74,13 +75,19 @@ def _confirm(what: str, yes: bool) -> None:
         raise SquallError(f"{what} cancelled; nothing was changed")
 
 
+def _warn(cluster: Cluster, console: Console) -> None:
+    """Show the warnings gathered so far, each once."""
+    for warning in cluster.ctx.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    cluster.ctx.warnings.clear()
+
+
 def _run(cluster: Cluster, p: Plan, out: Console, title: str) -> None:
     # Steps another deletion takes along (a group's own rules) make no call of their own.
     total = sum(1 for s in run.steps_for(p) if not s.implied)
     with RichReporter(out, total, title) as reporter:
         outcome = cluster.apply(p, reporter)
-    for warning in cluster.ctx.warnings:
-        out.print(f"[yellow]warning:[/] {escape(warning)}")
+    _warn(cluster, out)
     run.check(outcome)
 
 
@@ -91,6 +98,7 @@ def apply(spec: Spec, state: State, out: Console, err: Console, *, yes: bool) ->
     with err.status("reading AWS…"):
         p = cluster.plan(pin=True)
     out.print(p.render())
+    _warn(cluster, err)
     if not p.empty:
         _confirm(f"apply these changes to cluster {spec.cluster_name}", yes)
         _run(cluster, p, out, "applying")

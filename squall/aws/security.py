@@ -10,6 +10,7 @@ it (added in the console or by another tool) are never the cluster's to change.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from squall.aws.network import VPC
@@ -197,4 +198,34 @@ def security(spec: Spec) -> list[Resource]:
         ),
         *rules(spec, "controller", CONTROLLER_SG, peers),
         *rules(spec, "worker", WORKER_SG, peers),
+    ]
+
+
+# AWS's default quota of inbound (and of outbound) rules per security group, counted apart
+# for IPv4 and IPv6; a rule naming a security group counts in both.
+RULES_PER_GROUP_QUOTA = 60
+
+
+def quota_warnings(spec: Spec, resources: list[Resource]) -> list[str]:
+    """Groups whose rules would pass AWS's default quota, which apply would then fail on."""
+    counts: dict[tuple[str, bool, int], int] = {}
+    for r in resources:
+        if r.kind != "security_group_rule":
+            continue
+        cidr = r.props.get("cidr")
+        families = (4, 6) if cidr is None else (ipaddress.ip_network(str(cidr)).version,)
+        for family in families:
+            slot = (r.props["group"].key, bool(r.props["egress"]), family)
+            counts[slot] = counts.get(slot, 0) + 1
+    names = {
+        CONTROLLER_SG: f"{spec.cluster_name}-controller",
+        WORKER_SG: f"{spec.cluster_name}-worker",
+    }
+    return [
+        f"security group {names.get(key, key)} needs {n} {'outbound' if egress else 'inbound'} "
+        f"IPv{family} rules, over AWS's default quota of {RULES_PER_GROUP_QUOTA}; raise the quota "
+        "(Service Quotas: 'Inbound or outbound rules per security group') or narrow services, "
+        "firewall_rules and their CIDRs"
+        for (key, egress, family), n in sorted(counts.items())
+        if n > RULES_PER_GROUP_QUOTA
     ]
