@@ -25,10 +25,16 @@ def worker(spec: Spec, pool: WorkerPool | None, assets: Assets) -> Config:
     """The config of the main workers (``pool`` None) or of one worker pool."""
     if pool is None:
         config = nodes.worker_config(
-            spec, assets, labels=spec.worker_node_labels, taints=spec.worker_node_taints
+            spec,
+            assets,
+            labels=spec.worker_node_labels,
+            taints=spec.worker_node_taints,
+            ingress=True,
         )
         return butane.merge(config, spec.worker_snippets, spec.os, "worker_snippets")
     index = next((i for i, p in enumerate(spec.worker_pools) if p.name == pool.name), None)
     where = f"worker_pools[{index}].snippets" if index is not None else f"{pool.name}.snippets"
-    config = nodes.worker_config(spec, assets, labels=pool.node_labels, taints=pool.node_taints)
+    config = nodes.worker_config(
+        spec, assets, labels=pool.node_labels, taints=pool.node_taints, ingress=pool.ingress
+    )
     return butane.merge(config, pool.snippets, spec.os, where)

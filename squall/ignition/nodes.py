@@ -21,6 +21,7 @@ from squall.assets.etcd import ENV_FILE as ETCD_ENV_FILE
 from squall.assets.etcd import etcd_env
 from squall.assets.hostkeys import REMOTE_PRIVATE_PATH as HOST_KEY_PRIVATE
 from squall.assets.hostkeys import REMOTE_PUBLIC_PATH as HOST_KEY_PUBLIC
+from squall.assets.manifests._objects import INGRESS_LABEL
 from squall.assets.versions import KUBERNETES_VERSION
 from squall.ignition import formats, scripts
 from squall.ignition.model import (
@@ -450,6 +451,7 @@ def controller_config(spec: Spec, index: int, assets: Assets) -> Config:
 
 
 def worker_config(
-    spec: Spec, assets: Assets, *, labels: Sequence[str], taints: Sequence[str]
+    spec: Spec, assets: Assets, *, labels: Sequence[str], taints: Sequence[str], ingress: bool
 ) -> Config:
-    return base(spec, assets, labels=[WORKER_LABEL, *labels], taints=taints, controller=False)
+    own = [WORKER_LABEL, *([f"{INGRESS_LABEL}=true"] if ingress else [])]
+    return base(spec, assets, labels=[*own, *labels], taints=taints, controller=False)

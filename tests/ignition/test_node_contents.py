@@ -86,7 +86,12 @@ def test_worker_kubelet_labels_and_taints(cluster: Cluster, os: str) -> None:
         worker_node_taints=["dedicated=web:NoExecute", "spot:PreferNoSchedule"],
     )
     (labels,) = flag(kubelet_args(node), "node-labels")
-    assert labels.split(",") == ["node.kubernetes.io/node=", "tier=web", "example.com/team=blue"]
+    assert labels.split(",") == [
+        "node.kubernetes.io/node=",
+        "squall.dev/ingress=true",
+        "tier=web",
+        "example.com/team=blue",
+    ]
     config = node.yaml("/etc/kubernetes/kubelet.yaml")
     assert config["registerWithTaints"] == [
         {"key": "dedicated", "value": "web", "effect": "NoExecute"},
@@ -114,7 +119,12 @@ def test_worker_pool_uses_its_own_labels_taints_and_snippets(cluster: Cluster) -
     )
     node = NodeDoc.of(ignition.worker(spec, spec.worker_pools[0], bundle).to_json())
     (labels,) = flag(kubelet_args(node), "node-labels")
+    # Without ingress = true the pool is not behind the NLB's 80/443, so no ingress controller.
     assert labels == "node.kubernetes.io/node=,pool=gpu"
+    spec, bundle = cluster(worker_pools=[{**pool, "ingress": True}])
+    node = NodeDoc.of(ignition.worker(spec, spec.worker_pools[0], bundle).to_json())
+    (labels,) = flag(kubelet_args(node), "node-labels")
+    assert labels == "node.kubernetes.io/node=,squall.dev/ingress=true,pool=gpu"
     config = node.yaml("/etc/kubernetes/kubelet.yaml")
     assert config["registerWithTaints"] == [
         {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}

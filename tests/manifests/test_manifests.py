@@ -422,7 +422,8 @@ def test_nginx_ingress_serves_the_nlb_on_workers(render: Render) -> None:
     m = render()
     daemonset = find(m, "DaemonSet", "nginx-ingress-controller")
     spec = pod_spec(daemonset)
-    assert spec["nodeSelector"] == {"node.kubernetes.io/node": ""}
+    # The label the node configs give the NLB's ingress workers, and only them.
+    assert spec["nodeSelector"] == {"squall.dev/ingress": "true"}
     assert spec["hostNetwork"] is True
     assert "node-role.kubernetes.io/controller" not in toleration_keys(daemonset)
     controller = spec["containers"][0]

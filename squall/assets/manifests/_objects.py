@@ -19,6 +19,9 @@ RBAC_V1 = f"{RBAC}/v1"
 
 CONTROLLER_TAINT = "node-role.kubernetes.io/controller"
 WORKER_LABEL = "node.kubernetes.io/node"
+# Workers whose group the NLB sends HTTP/HTTPS to (the main workers, pools with ingress = true):
+# only they run the ingress controller.
+INGRESS_LABEL = "squall.dev/ingress"
 # With an external cloud provider the kubelet taints new nodes until the cloud controller
 # manager initializes them; networking must come up first or that manager never can.
 CLOUD_UNINITIALIZED_TAINT = "node.cloudprovider.kubernetes.io/uninitialized"

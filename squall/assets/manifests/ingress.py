@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from squall.assets.manifests import images
 from squall.assets.manifests._objects import (
-    WORKER_LABEL,
+    INGRESS_LABEL,
     Obj,
     cluster_role,
     cluster_role_binding,
@@ -151,7 +151,7 @@ def _daemonset() -> Obj:
             # Host ports 80/443/10254 on each worker are what the NLB targets reach.
             "hostNetwork": True,
             "dnsPolicy": "ClusterFirstWithHostNet",
-            "nodeSelector": {WORKER_LABEL: ""},
+            "nodeSelector": {INGRESS_LABEL: "true"},
             "serviceAccountName": NAME,
             "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             "terminationGracePeriodSeconds": 300,
