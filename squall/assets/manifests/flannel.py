@@ -33,7 +33,6 @@ CONFIG_MAP = "flannel-config"
 LABELS = {"k8s-app": NAME}
 VXLAN_PORT = 8472
 API_PORT = 6443
-CNI_CONF_NAME = "10-flannel.conflist"
 
 
 def net_conf(spec: Spec) -> Obj:
@@ -72,25 +71,23 @@ def _rbac() -> list[Obj]:
 
 
 def _daemonset(spec: Spec) -> Obj:
+    # The flannel CNI plugin delegates to the standard bridge, host-local, portmap and
+    # loopback plugins, which neither OS puts in /opt/cni/bin: this image installs them all
+    # together with the flannel plugin and writes the CNI config from the ConfigMap.
     init_containers: list[Obj] = [
         {
-            "name": "install-cni-plugin",
-            "image": images.FLANNEL_CNI_PLUGIN,
-            "command": ["cp", "-f", "/flannel", "/opt/cni/bin/flannel"],
-            "volumeMounts": [mount("cni-bin-dir", "/opt/cni/bin")],
-        },
-        {
-            "name": "install-cni-config",
-            "image": images.FLANNEL,
-            "command": [
-                "cp",
-                "-f",
-                "/etc/kube-flannel/cni-conf.json",
-                f"/etc/cni/net.d/{CNI_CONF_NAME}",
+            "name": "install-cni",
+            "image": images.FLANNEL_CNI,
+            "command": ["/install-cni.sh"],
+            "env": [
+                {
+                    "name": "CNI_NETWORK_CONFIG",
+                    "valueFrom": {"configMapKeyRef": {"name": CONFIG_MAP, "key": "cni-conf.json"}},
+                }
             ],
             "volumeMounts": [
-                mount("cni-conf-dir", "/etc/cni/net.d"),
-                mount("config", "/etc/kube-flannel", read_only=True),
+                mount("cni-bin-dir", "/host/opt/cni/bin"),
+                mount("cni-conf-dir", "/host/etc/cni/net.d"),
             ],
         },
     ]

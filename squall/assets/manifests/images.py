@@ -17,7 +17,8 @@ CILIUM_AGENT = f"quay.io/cilium/cilium:{CILIUM_VERSION}"
 CILIUM_OPERATOR = f"quay.io/cilium/operator-generic:{CILIUM_VERSION}"
 
 FLANNEL = "ghcr.io/flannel-io/flannel:v0.28.9"
-FLANNEL_CNI_PLUGIN = "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3"
+# The flannel CNI plugin bundled with the standard plugins it delegates to.
+FLANNEL_CNI = "quay.io/poseidon/flannel-cni:v0.4.4"
 
 # The kubernetes/ingress-nginx project was retired in March 2026; v1.15.1 is its final
 # controller release and receives no further fixes. squall keeps it because the NLB's worker
