@@ -520,7 +520,26 @@ class RouteTableAssociation(Kind):
         ec2(ctx).disassociate_route_table(AssociationId=actual.id)
 
 
+# The outbound rules AWS gives every new security group: all traffic to anywhere.
+ALLOW_ALL_EGRESS = (("IpRanges", "CidrIp", "0.0.0.0/0"), ("Ipv6Ranges", "CidrIpv6", "::/0"))
+
+
+def _allow_all_egress(group: dict[str, Any]) -> list[dict[str, Any]]:
+    """The group's outbound rules that allow all traffic to anywhere, as IpPermissions."""
+    out = []
+    for perm in group.get("IpPermissionsEgress", []):
+        if perm.get("IpProtocol") != "-1":
+            continue
+        for ranges, key, cidr in ALLOW_ALL_EGRESS:
+            if any(r.get(key) == cidr for r in perm.get(ranges, [])):
+                out.append({"IpProtocol": "-1", ranges: [{key: cidr}]})
+    return out
+
+
 class SecurityGroup(Kind):
+    """A security group. The optional ``default_egress`` prop says whether the group keeps
+    the allow-all outbound rule AWS gives it; left out, that rule is not looked at."""
+
     kind = "security_group"
     depends_on = ("vpc",)
     immutable = frozenset({"vpc", "description"})
@@ -529,15 +548,15 @@ class SecurityGroup(Kind):
         groups = ctx.aws.pages(
             "ec2", "describe_security_groups", "SecurityGroups", Filters=[ctx.owner_filter]
         )
-        return [
-            Actual(
-                self.kind,
-                g["GroupId"],
-                g["GroupName"],
-                {"vpc": g.get("VpcId"), "description": g.get("Description")},
-            )
-            for g in groups
-        ]
+        return [self._actual(g) for g in groups]
+
+    def _actual(self, g: dict[str, Any]) -> Actual:
+        props = {
+            "vpc": g.get("VpcId"),
+            "description": g.get("Description"),
+            "default_egress": bool(_allow_all_egress(g)),
+        }
+        return Actual(self.kind, g["GroupId"], g["GroupName"], props)
 
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
         def find() -> str | None:
@@ -575,7 +594,30 @@ class SecurityGroup(Kind):
             if found is None:
                 raise
             group_id = found
+        if props.get("default_egress") is False:
+            self._drop_default_egress(ctx, group_id)
         return Actual(self.kind, group_id, name, dict(props))
+
+    def _drop_default_egress(self, ctx: Context, group_id: str) -> None:
+        group = ctx.settle(lambda: ec2(ctx).describe_security_groups(GroupIds=[group_id]))
+        perms = _allow_all_egress(group["SecurityGroups"][0])
+        if perms:
+            ctx.settle(
+                lambda: ec2(ctx).revoke_security_group_egress(GroupId=group_id, IpPermissions=perms)
+            )
+
+    def update(
+        self, ctx: Context, name: str, props: dict[str, Any], actual: Actual, changed: set[str]
+    ) -> Actual:
+        # Only default_egress can change in place; the other props force a replacement.
+        if props.get("default_egress") is False:
+            self._drop_default_egress(ctx, actual.id)
+        elif props.get("default_egress"):
+            ec2(ctx).authorize_security_group_egress(
+                GroupId=actual.id,
+                IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+            )
+        return Actual(self.kind, actual.id, name, dict(props))
 
     def delete(self, ctx: Context, actual: Actual) -> None:
         ec2(ctx).delete_security_group(GroupId=actual.id)
