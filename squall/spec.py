@@ -51,6 +51,9 @@ TARGET_GROUP_ARN = re.compile(
 LABEL = re.compile(
     r"^([a-zA-Z0-9.-]+/)?[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?=[a-zA-Z0-9._-]{0,63}$"
 )
+TAINT_KEY = re.compile(
+    r"^([a-z0-9]([a-z0-9.-]*[a-z0-9])?/)?[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?$"
+)
 TAINT = re.compile(
     r"^([a-zA-Z0-9.-]+/)?[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?"
     r"(=[a-zA-Z0-9._-]{0,63})?:(NoSchedule|PreferNoSchedule|NoExecute)$"
@@ -74,7 +77,8 @@ ROUTE_TARGET_PREFIX = {
 Arch = Literal["amd64", "arm64"]
 OsStream = Literal["stable", "testing", "next"]
 OsImage = Literal["flatcar-stable", "flatcar-beta", "flatcar-alpha"]
-DiskType = Literal["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"]
+# Root volumes: st1 and sc1 cannot be boot volumes.
+DiskType = Literal["gp3", "gp2", "io1", "io2", "standard"]
 CpuCredits = Literal["standard", "unlimited"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -100,10 +104,42 @@ def _cidrs(values: list[str]) -> list[str]:
     return [_cidr(v) for v in values]
 
 
+# The kubelet refuses to start with --node-labels in the kubernetes.io / k8s.io namespaces
+# unless they are under these prefixes or in this set.
+KUBELET_LABEL_PREFIXES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+KUBELET_LABELS = {
+    "kubernetes.io/hostname",
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+}
+
+
+def _kubelet_may_set(key: str) -> bool:
+    prefix, _, _ = key.rpartition("/")
+    reserved = any(prefix == d or prefix.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
+    if not reserved or key in KUBELET_LABELS:
+        return True
+    return any(prefix == p or prefix.endswith("." + p) for p in KUBELET_LABEL_PREFIXES)
+
+
 def _labels(values: list[str]) -> list[str]:
     for v in values:
         if not LABEL.match(v):
             raise ValueError(f"{v!r} is not a node label; write key=value, e.g. 'pool=gpu'")
+        key = v.partition("=")[0]
+        if not _kubelet_may_set(key):
+            raise ValueError(
+                f"{key!r} is a label the kubelet may not set on its own node; use a key under "
+                "node.kubernetes.io/ or your own domain, or set it with kubectl label later"
+            )
     return values
 
 
@@ -123,6 +159,15 @@ def _snippets(values: list[str]) -> list[str]:
     return values
 
 
+def _toleration_keys(values: list[str]) -> list[str]:
+    for v in values:
+        if not TAINT_KEY.match(v):
+            raise ValueError(
+                f"{v!r} is not a taint key; write a key like 'dedicated' or 'example.com/gpu'"
+            )
+    return values
+
+
 Labels = Annotated[list[str], AfterValidator(_labels)]
 Taints = Annotated[list[str], AfterValidator(_taints)]
 Snippets = Annotated[list[str], AfterValidator(_snippets)]
@@ -137,6 +182,9 @@ class Service(_Model):
     node_port: int
     allow: list[str] = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"])
     health_check_path: str | None = None
+    # NLB health checks speak TCP or HTTP, so a UDP-only service names a TCP port on the nodes
+    # that answers for it; otherwise the node port itself is checked.
+    health_check_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("name")
     @classmethod
@@ -177,6 +225,10 @@ class Service(_Model):
         if v is not None and not v.startswith("/"):
             raise ValueError(f"{v!r} must be an absolute path like '/healthz'")
         return v
+
+    @property
+    def health_port(self) -> int:
+        return self.health_check_port if self.health_check_port is not None else self.node_port
 
 
 class FirewallRule(_Model):
@@ -341,7 +393,9 @@ class Spec(_Model):
     host_cidr: str = "10.0.0.0/16"
     pod_cidr: str = "10.20.0.0/14"
     service_cidr: str = "10.3.0.0/16"
-    daemonset_tolerations: list[str] = Field(default_factory=list)
+    daemonset_tolerations: Annotated[list[str], AfterValidator(_toleration_keys)] = Field(
+        default_factory=list
+    )
     components: Components = Field(default_factory=Components)
     ingress_controller: Literal["nginx", "none"] = "nginx"
     service_account_issuer: str = "https://kubernetes.default.svc.cluster.local"

@@ -123,6 +123,22 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("dup tg arn", {"worker_target_groups": [ARN, ARN]}, ["worker_target_groups", "twice"]),
     ("label", {"worker_node_labels": ["novalue"]}, ["worker_node_labels", "key=value"]),
+    (
+        "label kubelet may not set",
+        {"worker_node_labels": ["node-role.kubernetes.io/worker="]},
+        ["worker_node_labels", "may not set", "node.kubernetes.io/"],
+    ),
+    (
+        "pool label kubelet may not set",
+        {"worker_pools": [{"name": "a", "node_labels": ["k8s.io/x=y"]}]},
+        ["worker_pools[0].node_labels", "may not set"],
+    ),
+    ("root disk type", {"worker_disk_type": "st1"}, ["worker_disk_type", "'gp3'"]),
+    (
+        "toleration key",
+        {"daemonset_tolerations": ["not a key!"]},
+        ["daemonset_tolerations", "taint key"],
+    ),
     ("taint", {"worker_node_taints": ["a=b:Never"]}, ["worker_node_taints", "Effect"]),
     ("empty snippet", {"worker_snippets": ["  "]}, ["worker_snippets", "empty"]),
     (
@@ -309,6 +325,25 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(spec.SpecError, match="no such file; create one with 'squall init'"):
         spec.load(tmp_path / "nope.toml")
+
+
+def test_labels_the_kubelet_may_set(cluster_data: Any) -> None:
+    ok = [
+        "node.kubernetes.io/pool=a",
+        "x.node.kubernetes.io/y=1",
+        "topology.kubernetes.io/zone=z",
+        "example.com/team=blue",
+        "plain=yes",
+    ]
+    assert spec.parse(cluster_data(worker_node_labels=ok)).worker_node_labels == ok
+
+
+def test_udp_health_port(cluster_data: Any) -> None:
+    udp = {**SVC, "protocol": "udp", "health_check_port": 30080}
+    s = spec.parse(
+        cluster_data(services=[udp, {**SVC, "name": "t", "port": 4000, "node_port": 30400}])
+    )
+    assert [x.health_port for x in s.services] == [30080, 30400]
 
 
 def test_even_controller_count_warns(cluster_data: Any) -> None:
