@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from squall import spec as spec_mod
 from squall.errors import SquallError
@@ -48,7 +49,10 @@ def init(
     key = _default_ssh_key()
     text = (Path(__file__).parent / "data" / "starter.toml").read_text()
     text = text.replace("@NAME@", name).replace("@SSH_KEY@", key or "ssh-ed25519 AAAA… you@host")
-    target.write_text(text)
+    try:
+        target.write_text(text)
+    except OSError as e:
+        raise SquallError(f"{target}: cannot write it ({e.strerror})") from None
     out.print(f"wrote {target}")
     if key is None:
         out.print("set ssh_authorized_key: no ~/.ssh/*.pub key was found")
@@ -165,5 +169,5 @@ def main() -> None:
     try:
         app()
     except SquallError as e:
-        err.print(f"[red]error:[/] {e}", soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(e))}", soft_wrap=True)
         sys.exit(1)

@@ -75,8 +75,16 @@ def write_private(target: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            # A CA key lost to a crash right after "writing" it would orphan the cluster.
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

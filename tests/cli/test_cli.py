@@ -62,3 +62,18 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
     result = run("no-such-command", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_init_into_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    result = run("init", "storm", "--file", str(tmp_path / "no" / "such" / "x.toml"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'no' / 'such' / 'x.toml'}: cannot write it (No such file or directory)"
+    ]
+
+
+def test_error_lines_show_values_literally(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('cluster_name = "[red]x"\n')
+    result = run("render", "c.toml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "'[red]x'" in result.stderr
