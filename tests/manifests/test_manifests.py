@@ -453,3 +453,15 @@ def test_kube_proxy_matches_the_control_plane_release(render: Render) -> None:
     daemonset = find(render(networking="flannel"), "DaemonSet", "kube-proxy")
     image = containers(daemonset)[0]["image"]
     assert image.rpartition(":")[2] == versions.KUBERNETES_VERSION
+
+
+def test_ingress_controller_tolerates_the_taints_of_ingress_workers(render: Render) -> None:
+    m = render(
+        worker_node_taints=["dedicated=ingress:NoSchedule"],
+        worker_pools=[
+            {"name": "edge", "ingress": True, "node_taints": ["edge:NoExecute"]},
+            {"name": "batch", "node_taints": ["batch=yes:NoSchedule"]},
+        ],
+    )
+    keys = toleration_keys(find(m, "DaemonSet", "nginx-ingress-controller"))
+    assert keys == {"dedicated", "edge"}

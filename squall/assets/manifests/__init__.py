@@ -35,5 +35,5 @@ def cluster_manifests(spec: Spec, token: BootstrapToken) -> dict[str, list[Obj]]
         if spec.components.flannel:
             files |= flannel_manifests(spec)
     if spec.ingress_controller == "nginx":
-        files |= nginx_ingress_manifests()
+        files |= nginx_ingress_manifests(spec)
     return files

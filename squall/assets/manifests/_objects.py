@@ -179,6 +179,13 @@ def node_daemon_tolerations(spec: Spec) -> list[Obj]:
     return [exists_toleration(k) for k in dict.fromkeys(keys)]
 
 
+def ingress_tolerations(spec: Spec) -> list[Obj]:
+    """The taints of the workers the NLB sends 80/443 to: their ingress controller must run."""
+    keys = [_taint_key(t) for t in spec.worker_node_taints]
+    keys += [_taint_key(t) for p in spec.worker_pools if p.ingress for t in p.node_taints]
+    return [exists_toleration(k) for k in dict.fromkeys(keys)]
+
+
 def critical_addon_tolerations(spec: Spec) -> list[Obj]:
     """Tolerations of cluster-wide Deployments that may run on controllers."""
     out = [exists_toleration(CONTROLLER_TAINT, "NoSchedule")]

@@ -16,6 +16,7 @@ from squall.assets.manifests._objects import (
     config_map,
     daemonset,
     env_field,
+    ingress_tolerations,
     metadata,
     role,
     role_binding,
@@ -23,6 +24,7 @@ from squall.assets.manifests._objects import (
     sa_subject,
     service_account,
 )
+from squall.spec import Spec
 
 NAMESPACE = "ingress"
 NAME = "nginx-ingress-controller"
@@ -102,7 +104,7 @@ def _health_probe(**timing: int) -> Obj:
     return probe
 
 
-def _daemonset() -> Obj:
+def _daemonset(spec: Spec) -> Obj:
     controller: Obj = {
         "name": "controller",
         "image": images.NGINX_INGRESS,
@@ -152,6 +154,7 @@ def _daemonset() -> Obj:
             "hostNetwork": True,
             "dnsPolicy": "ClusterFirstWithHostNet",
             "nodeSelector": {INGRESS_LABEL: "true"},
+            "tolerations": ingress_tolerations(spec),
             "serviceAccountName": NAME,
             "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             "terminationGracePeriodSeconds": 300,
@@ -160,7 +163,7 @@ def _daemonset() -> Obj:
     )
 
 
-def nginx_ingress_manifests() -> dict[str, list[Obj]]:
+def nginx_ingress_manifests(spec: Spec) -> dict[str, list[Obj]]:
     return {
         # Applied in path order: the namespace must exist before what lives in it.
         "ingress/0-namespace.yaml": [_namespace()],
@@ -169,5 +172,5 @@ def nginx_ingress_manifests() -> dict[str, list[Obj]]:
             config_map(NAME, {"allow-snippet-annotations": "false"}, namespace=NAMESPACE)
         ],
         "ingress/class.yaml": [_ingress_class()],
-        "ingress/daemonset.yaml": [_daemonset()],
+        "ingress/daemonset.yaml": [_daemonset(spec)],
     }
