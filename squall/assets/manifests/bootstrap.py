@@ -45,7 +45,6 @@ def token_secret(token: BootstrapToken) -> Obj:
 
 def bootstrap_rbac() -> list[Obj]:
     kubelet_api_role = "squall:kubelet-api"
-    node_delete_role = "squall:node-delete"
     return [
         cluster_role_binding(
             "squall:node-bootstrapper", "system:node-bootstrapper", [group_subject(BOOTSTRAPPERS)]
@@ -83,11 +82,6 @@ def bootstrap_rbac() -> list[Obj]:
             ],
         ),
         cluster_role_binding(kubelet_api_role, kubelet_api_role, [user_subject(APISERVER_USER)]),
-        # The Node authorizer lets a kubelet manage its own Node but not delete it; a node that
-        # deletes itself on shutdown leaves no NotReady ghost behind (NodeRestriction still
-        # limits each kubelet to its own object).
-        cluster_role(node_delete_role, [rule([""], ["nodes"], ["delete"])]),
-        cluster_role_binding(node_delete_role, node_delete_role, [group_subject(NODES)]),
     ]
 
 
