@@ -78,7 +78,14 @@ async def deliver_all(
             report=report,
             authorized_key=spec.ssh_authorized_key,
         ) as remotes:
-            await asyncio.gather(*(deliver(r, assets.files, report=report) for r in remotes))
+            # A failed controller cancels the others' deliveries instead of cutting their
+            # connections mid-layout; its own error is the one the user sees.
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for remote in remotes:
+                        group.create_task(deliver(remote, assets.files, report=report))
+            except* SquallError as failed:
+                raise failed.exceptions[0] from None
             # etcd needs every member's certificates before controller 0's apiserver can start.
             await start_bootstrap(remotes[0], report=report)
     finally:
