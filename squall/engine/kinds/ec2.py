@@ -601,10 +601,16 @@ class SecurityGroup(Kind):
     def _drop_default_egress(self, ctx: Context, group_id: str) -> None:
         group = ctx.settle(lambda: ec2(ctx).describe_security_groups(GroupIds=[group_id]))
         perms = _allow_all_egress(group["SecurityGroups"][0])
-        if perms:
+        if not perms:
+            return
+        try:
             ctx.settle(
                 lambda: ec2(ctx).revoke_security_group_egress(GroupId=group_id, IpPermissions=perms)
             )
+        except botocore.exceptions.ClientError as err:
+            # A resend after a lost response: the first call took the rules away.
+            if code(err) != "InvalidPermission.NotFound":
+                raise
 
     def update(
         self, ctx: Context, name: str, props: dict[str, Any], actual: Actual, changed: set[str]
@@ -613,10 +619,14 @@ class SecurityGroup(Kind):
         if props.get("default_egress") is False:
             self._drop_default_egress(ctx, actual.id)
         elif props.get("default_egress"):
-            ec2(ctx).authorize_security_group_egress(
-                GroupId=actual.id,
-                IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
-            )
+            try:
+                ec2(ctx).authorize_security_group_egress(
+                    GroupId=actual.id,
+                    IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+                )
+            except botocore.exceptions.ClientError as err:
+                if code(err) != "InvalidPermission.Duplicate":
+                    raise
         return Actual(self.kind, actual.id, name, dict(props))
 
     def delete(self, ctx: Context, actual: Actual) -> None:
