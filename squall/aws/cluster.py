@@ -127,6 +127,32 @@ def foreign(ctx: Context) -> list[str]:
     return out
 
 
+def replacement_warnings(ctx: Context, plan: Plan) -> list[str]:
+    """What replacing a load balancer made without a security group costs, in words."""
+    out = []
+    for c in plan.changes:
+        if c.kind != "load_balancer" or c.action != "replace" or c.actual is None:
+            continue
+        if "created_with_security_groups" not in c.forces_replacement:
+            continue
+        text = (
+            f"load balancer {c.name} was made without a security group, and AWS gives a "
+            "network load balancer one only when it is created: apply replaces it, so the "
+            "apiserver, ingress and services are unreachable through it until the new one is "
+            "active, and its DNS name (output ingress_dns_name) changes; squall moves the "
+            "apiserver records, CNAMEs of your own must follow"
+        )
+        theirs = [
+            a.name
+            for a in ctx.actuals("listener")
+            if not a.owned and a.props["load_balancer"] == c.actual.id
+        ]
+        if theirs:
+            text += f"; listeners you added go with it: {', '.join(theirs)}"
+        out.append(text)
+    return out
+
+
 class Cluster:
     """One cluster's AWS session and discovery context."""
 
@@ -216,7 +242,10 @@ class Cluster:
         wanted = desired(self.spec, inputs)
         for warning in security.quota_warnings(self.spec, wanted):
             self.ctx.warn(warning)
-        return self._plan(wanted)
+        p = self._plan(wanted)
+        for warning in replacement_warnings(self.ctx, p):
+            self.ctx.warn(warning)
+        return p
 
     def _others_target_groups(self) -> dict[str, tuple[str, ...]]:
         ours = {a.id for a in self.ctx.actuals("target_group")}

@@ -1,12 +1,19 @@
 """Load balancing (facts §2): one dualstack network load balancer for kube-apiserver (6443)
 and ingress (80/443), its three target groups, and one listener and target group per
-``[[services]]`` entry (TCP, UDP or both, external port to worker node port)."""
+``[[services]]`` entry (TCP, UDP or both, external port to worker node port).
+
+squall goes beyond Typhoon: the NLB carries its own security group (``NAME-nlb``, made in
+:mod:`squall.aws.security`), which is where ``apiserver_cidrs`` and each service's ``allow``
+filter the NLB's clients. AWS attaches security groups to an NLB only if it was created with
+one, so an NLB made without (by an older squall) is replaced.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from squall.aws.network import IGW, VPC, subnet_refs
+from squall.aws.security import NLB_SG
 from squall.engine.core import Ref, Resource
 from squall.spec import Spec
 
@@ -73,6 +80,11 @@ def nlb(spec: Spec, zones: list[str]) -> list[Resource]:
                 "ip_address_type": "dualstack",
                 "subnets": subnet_refs(zones),
                 "cross_zone": True,
+                # EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic is left at AWS's
+                # default: it concerns only clients that come through a PrivateLink endpoint
+                # service, which squall does not make; internet clients always meet the rules.
+                "security_groups": [Ref(NLB_SG)],
+                "created_with_security_groups": True,
             },
             # Internet-facing load balancers need the VPC's gateway in place.
             after=(IGW,),
@@ -91,7 +103,8 @@ def nlb(spec: Spec, zones: list[str]) -> list[Resource]:
                 # controller-manager). With client addresses kept, a controller the NLB sends
                 # back to itself sees its own address as the source and drops the reply, so a
                 # one-controller cluster could never reach its apiserver. Without, targets
-                # see the NLB's private addresses, which the 6443 rule admits.
+                # see the NLB's private addresses, which the controllers admit by the NLB's
+                # security group; clients are filtered there, by apiserver_cidrs.
                 "preserve_client_ip": False,
             },
         ),

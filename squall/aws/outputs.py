@@ -47,6 +47,8 @@ def outputs(ctx: Context, spec: Spec, assets: Assets) -> dict[str, Any]:
         "worker_target_group_https": _one(ctx, "target_group", f"{name}-workers-https").id,
         "service_account_public_key": assets.service_account_public_key,
         "route_table_id": _one(ctx, "route_table", name).id,
+        # A listener added by hand needs an inbound rule here too: the NLB filters clients.
+        "nlb_security_group": _one(ctx, "security_group", f"{name}-nlb").id,
     }
 
 

@@ -1,4 +1,5 @@
-"""Firewalls (facts §3): the controller and worker security groups and every rule.
+"""Firewalls (facts §3): the controller and worker security groups and every rule, and the
+load balancer's own group (squall goes beyond Typhoon there).
 
 The rules are data: one row per (protocol, ports, sources, purpose), expanded into one rule
 resource per source so that each can be found, compared and removed on its own. Beside
@@ -6,6 +7,10 @@ Typhoon's tables come the cluster file's rows: ``ssh_cidrs`` and ``apiserver_cid
 of the wide-open SSH and 6443 sources, each ``[[services]]`` node port, and each
 ``[[firewall_rules]]`` entry. Every rule squall makes carries the cluster's tag; rules without
 it (added in the console or by another tool) are never the cluster's to change.
+
+The load balancer's group ``NAME-nlb`` is where clients of the NLB are filtered: the apiserver
+target group cannot keep client addresses (see :mod:`squall.aws.nlb`), so behind the NLB a
+controller only sees the NLB. The controllers admit 6443 from that group, whatever the client.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from squall.spec import Spec
 
 CONTROLLER_SG = "sg-controller"
 WORKER_SG = "sg-worker"
+NLB_SG = "sg-nlb"
+# A source that stands for the VPC's Amazon IPv6 block, known once AWS assigns it.
+VPC_IPV6 = "vpc-ipv6"
 ANY4 = "0.0.0.0/0"
 ANY6 = "::/0"
 ECHO_REQUEST = (8, 0)  # ICMP type 8, code 0; AWS keeps them in from_port / to_port
@@ -28,7 +36,7 @@ ECHO_REQUEST = (8, 0)  # ICMP type 8, code 0; AWS keeps them in from_port / to_p
 class Row:
     protocol: str  # tcp | udp | icmp | -1
     ports: tuple[int, int]
-    # "self", "controller", "worker" or a CIDR.
+    # "self", "controller", "worker", "nlb", VPC_IPV6 or a CIDR.
     sources: tuple[str, ...]
     purpose: str
     cilium_only: bool = False
@@ -41,8 +49,11 @@ CONTROLLER_INGRESS = (
     Row("tcp", (2381, 2381), ("worker",), "etcd-metrics"),
     Row("tcp", (4240, 4240), ("worker", "self"), "cilium-health", cilium_only=True),
     Row("tcp", (9962, 9965), ("worker", "self"), "cilium-metrics", cilium_only=True),
-    # The NLB keeps client addresses, so the apiserver port is open to the world.
+    # Direct connections to the controllers, narrowed by apiserver_cidrs.
     Row("tcp", (6443, 6443), (ANY4,), "apiserver"),
+    # Everything the NLB forwards, and its health checks: clients are filtered by the NLB's
+    # own group, and arrive here from the NLB's private addresses (squall goes beyond).
+    Row("tcp", (6443, 6443), ("nlb",), "apiserver-nlb"),
     Row("udp", (8472, 8472), ("worker", "self"), "vxlan"),
     Row("tcp", (9100, 9100), ("worker",), "node-exporter"),
     Row("tcp", (10249, 10249), ("worker",), "kube-proxy-metrics"),
@@ -86,27 +97,65 @@ def narrowed(spec: Spec, group: str, table: tuple[Row, ...]) -> tuple[Row, ...]:
             row = Row(row.protocol, row.ports, tuple(spec.ssh_cidrs), row.purpose)
         elif row.purpose == "apiserver":
             row = Row(row.protocol, row.ports, tuple(spec.apiserver_cidrs), row.purpose)
-            if ANY4 not in spec.apiserver_cidrs:
-                # The apiserver target group does not keep client addresses (see nlb.py), so
-                # what the NLB forwards comes from its private addresses in the VPC.
-                out.append(Row("tcp", (6443, 6443), (spec.host_cidr,), "apiserver-nlb"))
         out.append(row)
     return tuple(out)
 
 
+def _protocols(protocol: str) -> tuple[str, ...]:
+    return ("tcp", "udp") if protocol == "tcp_udp" else (protocol,)
+
+
 def service_rows(spec: Spec) -> tuple[Row, ...]:
-    """Worker rules for each service: its node port from ``allow`` (the NLB keeps client
-    addresses of instance targets), and from the VPC, where the NLB's health checks and the
-    IPv6 clients it translates to its own IPv4 addresses come from."""
+    """Worker rules for each service: its node port from ``allow``, for clients the NLB hands
+    over with their own addresses and for direct connections, and from the NLB's group, for
+    its health checks and for the IPv6 clients it hands over from its own IPv4 addresses
+    (the NLB's group has already checked those against ``allow``)."""
     out = []
     for svc in spec.services:
         port = (svc.node_port, svc.node_port)
-        for proto in ("tcp", "udp"):
-            if svc.protocol in (proto, "tcp_udp"):
-                out.append(Row(proto, port, tuple(svc.allow), f"service-{svc.name}-{proto}"))
+        for proto in _protocols(svc.protocol):
+            out.append(Row(proto, port, tuple(svc.allow), f"service-{svc.name}-{proto}"))
         # Health checks are TCP or HTTP, whatever the service's protocol.
-        out.append(Row("tcp", port, (spec.host_cidr,), f"service-{svc.name}-health"))
+        for proto in sorted({"tcp", *_protocols(svc.protocol)}):
+            out.append(Row(proto, port, ("nlb",), f"service-{svc.name}-nlb-{proto}"))
     return tuple(out)
+
+
+def apiserver_sources(spec: Spec) -> tuple[str, ...]:
+    """Who may reach 6443 through the NLB: ``apiserver_cidrs``, and the nodes themselves."""
+    cidrs = list(spec.apiserver_cidrs)
+    if ANY4 in cidrs and ANY6 not in cidrs:
+        # 0.0.0.0/0 has always let everyone through the NLB, IPv6 clients included (the
+        # controllers see those at the NLB's IPv4 address). The NLB's group sees them as
+        # they are, so the same reach needs ::/0 there.
+        cidrs.append(ANY6)
+    if ANY6 not in cidrs:
+        # Nodes reach the apiserver through the NLB too (kubelets, scheduler, controller
+        # manager). Over IPv6 they come from their own addresses in the VPC's block, which
+        # nothing translates; over IPv4 they would come from public addresses that no rule
+        # can know in advance, so narrowing relies on the nodes preferring IPv6.
+        cidrs.append(VPC_IPV6)
+    return tuple(cidrs)
+
+
+def nlb_ingress_rows(spec: Spec) -> tuple[Row, ...]:
+    """The NLB's listeners, each open to whom the cluster file lets in."""
+    out = [
+        Row("tcp", (6443, 6443), apiserver_sources(spec), "apiserver"),
+        Row("tcp", (80, 80), (ANY4, ANY6), "http"),
+        Row("tcp", (443, 443), (ANY4, ANY6), "https"),
+    ]
+    for svc in spec.services:
+        for proto in _protocols(svc.protocol):
+            port = (svc.port, svc.port)
+            out.append(Row(proto, port, tuple(svc.allow), f"service-{svc.name}-{proto}"))
+    return tuple(out)
+
+
+def nlb_egress_rows(spec: Spec) -> tuple[Row, ...]:
+    # Targets and their health checks are all inside the VPC, over IPv4 (instance targets);
+    # health checks obey the NLB's outbound rules, not its inbound ones.
+    return (Row("-1", (-1, -1), (spec.host_cidr,), "egress-vpc"),)
 
 
 def user_rows(spec: Spec, group: str) -> tuple[Row, ...]:
@@ -124,9 +173,15 @@ def user_rows(spec: Spec, group: str) -> tuple[Row, ...]:
 
 
 def ingress_rows(spec: Spec, group: str) -> tuple[Row, ...]:
+    if group == "nlb":
+        return nlb_ingress_rows(spec)
     ingress, _ = rows(group, spec.networking)
     extra = service_rows(spec) if group == "worker" else ()
     return narrowed(spec, group, ingress) + extra + user_rows(spec, group)
+
+
+def egress_rows(spec: Spec, group: str) -> tuple[Row, ...]:
+    return nlb_egress_rows(spec) if group == "nlb" else rows(group, spec.networking)[1]
 
 
 def _source_label(source: str) -> str:
@@ -141,7 +196,7 @@ def _protocol(protocol: str, source: str) -> str:
 def rules(spec: Spec, group: str, key: str, peers: dict[str, str]) -> list[Resource]:
     """Rule resources for ``group`` whose security group is desired under ``key``."""
     name = spec.cluster_name
-    _, egress = rows(group, spec.networking)
+    egress = egress_rows(spec, group)
     out = []
     # A rule the cluster file repeats (or that Typhoon's tables hold already) is made once.
     seen: set[tuple[object, ...]] = set()
@@ -165,6 +220,8 @@ def rules(spec: Spec, group: str, key: str, peers: dict[str, str]) -> list[Resou
                     props["source_group"] = Ref(key)
                 elif source in peers:
                     props["source_group"] = Ref(peers[source])
+                elif source == VPC_IPV6:
+                    props["cidr"] = Ref(VPC, "ipv6_cidr_block")
                 else:
                     props["cidr"] = source
                 direction = "egress" if egress_flag else "ingress"
@@ -182,7 +239,7 @@ def rules(spec: Spec, group: str, key: str, peers: dict[str, str]) -> list[Resou
 
 def security(spec: Spec) -> list[Resource]:
     name = spec.cluster_name
-    peers = {"controller": CONTROLLER_SG, "worker": WORKER_SG}
+    peers = {"controller": CONTROLLER_SG, "worker": WORKER_SG, "nlb": NLB_SG}
     return [
         Resource(
             "security_group",
@@ -196,8 +253,16 @@ def security(spec: Spec) -> list[Resource]:
             f"{name}-worker",
             {"vpc": Ref(VPC), "description": f"{name} workers"},
         ),
+        Resource(
+            "security_group",
+            NLB_SG,
+            f"{name}-nlb",
+            # Without AWS's allow-all outbound rule: the NLB talks to the VPC only.
+            {"vpc": Ref(VPC), "description": f"{name} load balancer", "default_egress": False},
+        ),
         *rules(spec, "controller", CONTROLLER_SG, peers),
         *rules(spec, "worker", WORKER_SG, peers),
+        *rules(spec, "nlb", NLB_SG, peers),
     ]
 
 
@@ -213,13 +278,20 @@ def quota_warnings(spec: Spec, resources: list[Resource]) -> list[str]:
         if r.kind != "security_group_rule":
             continue
         cidr = r.props.get("cidr")
-        families = (4, 6) if cidr is None else (ipaddress.ip_network(str(cidr)).version,)
+        if cidr is None:
+            families: tuple[int, ...] = (4, 6)
+        elif isinstance(cidr, Ref):
+            # The VPC's IPv6 block, not assigned yet when the cluster is first planned.
+            families = (6,)
+        else:
+            families = (ipaddress.ip_network(str(cidr)).version,)
         for family in families:
             slot = (r.props["group"].key, bool(r.props["egress"]), family)
             counts[slot] = counts.get(slot, 0) + 1
     names = {
         CONTROLLER_SG: f"{spec.cluster_name}-controller",
         WORKER_SG: f"{spec.cluster_name}-worker",
+        NLB_SG: f"{spec.cluster_name}-nlb",
     }
     return [
         f"security group {names.get(key, key)} needs {n} {'outbound' if egress else 'inbound'} "

@@ -1,5 +1,5 @@
 """Every fact of the AWS architecture (facts §1–§5), applied through the CLI to an emulated AWS
-and read back with plain boto3.
+and read back with plain boto3, with what squall adds to it: the NLB's own security group.
 
 Two clusters share the module's emulated AWS: ``arch-c`` (cilium, Fedora CoreOS, three
 controllers, spot workers) and ``arch-f`` (flannel, Flatcar beta,
@@ -181,13 +181,15 @@ def test_route_table_has_separate_default_routes(applied: dict[str, Path], clien
 # --- §3 firewalls -----------------------------------------------------------------------
 
 # The facts tables, written out again here: (protocol, from, to, source).
-C, W, SELF = "controller", "worker", "self"
+C, W, SELF, NLB = "controller", "worker", "self", "nlb"
 CONTROLLER_RULES = {
     ("tcp", 22, 22, "0.0.0.0/0"),
     ("tcp", 22, 22, "::/0"),
     ("tcp", 2379, 2380, SELF),
     ("tcp", 2381, 2381, W),
     ("tcp", 6443, 6443, "0.0.0.0/0"),
+    # squall goes beyond: what the NLB forwards arrives from the NLB's own group.
+    ("tcp", 6443, 6443, NLB),
     ("udp", 8472, 8472, W),
     ("udp", 8472, 8472, SELF),
     ("tcp", 9100, 9100, W),
@@ -226,13 +228,22 @@ WORKER_CILIUM = {
     ("tcp", 9962, 9965, SELF),
 }
 EGRESS = {("-1", -1, -1, "0.0.0.0/0"), ("-1", -1, -1, "::/0")}
+# The NLB's group with the default apiserver_cidrs: everyone, over IPv4 and IPv6, as before.
+NLB_RULES = {
+    ("tcp", 6443, 6443, "0.0.0.0/0"),
+    ("tcp", 6443, 6443, "::/0"),
+    ("tcp", 80, 80, "0.0.0.0/0"),
+    ("tcp", 80, 80, "::/0"),
+    ("tcp", 443, 443, "0.0.0.0/0"),
+    ("tcp", 443, 443, "::/0"),
+}
 
 
 def rules_of(client: Client, cluster: str) -> dict[str, dict[bool, set[tuple[Any, ...]]]]:
     ec2 = client("ec2")
     groups = ec2.describe_security_groups(Filters=by_cluster(cluster))["SecurityGroups"]
     role = {g["GroupId"]: g["GroupName"].removeprefix(f"{cluster}-") for g in groups}
-    assert sorted(role.values()) == ["controller", "worker"]
+    assert sorted(role.values()) == ["controller", "nlb", "worker"]
     out: dict[str, dict[bool, set[tuple[Any, ...]]]] = {
         r: {True: set(), False: set()} for r in role.values()
     }
@@ -259,6 +270,9 @@ def test_firewall_rules_with_cilium(applied: dict[str, Path], client: Client) ->
     assert rules["worker"][False] == WORKER_RULES | WORKER_CILIUM
     assert rules["controller"][True] == EGRESS
     assert rules["worker"][True] == EGRESS
+    assert rules["nlb"][False] == NLB_RULES
+    # Only into the VPC, where targets and health checks are: AWS's allow-all rule is gone.
+    assert rules["nlb"][True] == {("-1", -1, -1, "10.8.0.0/16")}
 
 
 def test_firewall_rules_with_flannel(applied: dict[str, Path], client: Client) -> None:
@@ -267,6 +281,8 @@ def test_firewall_rules_with_flannel(applied: dict[str, Path], client: Client) -
     assert rules["worker"][False] == WORKER_RULES
     assert rules["controller"][True] == EGRESS
     assert rules["worker"][True] == EGRESS
+    assert rules["nlb"][False] == NLB_RULES
+    assert rules["nlb"][True] == {("-1", -1, -1, "10.0.0.0/16")}
 
 
 # --- §2 load balancing ------------------------------------------------------------------
@@ -285,6 +301,18 @@ def test_nlb_is_dualstack_internet_facing_cross_zone(
     attrs = client("elbv2").describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])
     values = {a["Key"]: a["Value"] for a in attrs["Attributes"]}
     assert values["load_balancing.cross_zone.enabled"] == "true"
+
+
+def test_nlb_carries_its_own_security_group(applied: dict[str, Path], client: Client) -> None:
+    for name in applied:
+        group = one(
+            client("ec2").describe_security_groups(
+                Filters=[*by_cluster(name), {"Name": "group-name", "Values": [f"{name}-nlb"]}]
+            )["SecurityGroups"]
+        )
+        assert group["VpcId"] == vpc_of(client, name)["VpcId"]
+        assert tags(group) == {"Name": f"{name}-nlb", "squall.dev/cluster": name}
+        assert nlb_of(client, name)["SecurityGroups"] == [group["GroupId"]]
 
 
 def test_listeners_forward_to_target_groups(applied: dict[str, Path], client: Client) -> None:
@@ -558,6 +586,7 @@ def test_outputs_equal_what_aws_holds(
     assert out["worker_security_groups"] == [worker_sg[0]["GroupId"]]
     table = one(ec2.describe_route_tables(Filters=by_cluster(CILIUM))["RouteTables"])
     assert out["route_table_id"] == table["RouteTableId"]
+    assert out["nlb_security_group"] == one(lb["SecurityGroups"])
     assert "BEGIN PUBLIC KEY" in out["service_account_public_key"]
     assert f"https://{CILIUM}.{ZONE}:6443" in out["kubeconfig"]
     assert f"https://{CILIUM}.{ZONE}:6443" in out["kubeconfig-admin"]

@@ -1,6 +1,7 @@
 """The cluster file's extension points applied through the CLI to an emulated AWS and read back
-with plain boto3: services (TCP, UDP, both), firewall rules, SSH and apiserver narrowing,
-worker pools, the apiserver target group's client address setting, and IPv6."""
+with plain boto3: services (TCP, UDP, both), firewall rules, SSH and apiserver narrowing (at
+the controllers and at the NLB's own security group), worker pools, the apiserver target
+group's client address setting, and IPv6."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def sg_id(client: Client, role: str) -> str:
 
 def ingress(client: Client, role: str) -> set[tuple[str, int, int, str]]:
     """(protocol, from, to, source) of a group's ingress rules; source is a CIDR or a role."""
-    roles = {sg_id(client, r): r for r in ("controller", "worker")}
+    roles = {sg_id(client, r): r for r in ("controller", "worker", "nlb")}
     rules = client("ec2").describe_security_group_rules(
         Filters=[{"Name": "group-id", "Values": [sg_id(client, role)]}]
     )["SecurityGroupRules"]
@@ -176,7 +177,7 @@ def test_every_worker_group_registers_in_the_service_target_groups(
         assert registered == members and len(members) == 4
 
 
-def test_service_node_ports_open_to_allow_and_to_the_vpc(applied: Path, client: Client) -> None:
+def test_service_node_ports_open_to_allow_and_to_the_nlb(applied: Path, client: Client) -> None:
     rules = ingress(client, "worker")
     assert {
         ("tcp", 30333, 30333, "198.51.100.0/24"),
@@ -187,12 +188,40 @@ def test_service_node_ports_open_to_allow_and_to_the_vpc(applied: Path, client: 
         ("udp", 30777, 30777, "0.0.0.0/0"),
         ("udp", 30777, 30777, "::/0"),
     } <= rules
-    # Health checks (TCP or HTTP, whatever the service) come from the NLB inside the VPC.
-    for port in (30333, 30053, 30777):
-        assert ("tcp", port, port, HOST_CIDR) in rules
+    # Health checks (TCP or HTTP, whatever the service) and the IPv6 clients the NLB hands
+    # over from its IPv4 addresses come from the NLB's group, in each service's protocols.
+    assert {
+        ("tcp", 30333, 30333, "nlb"),
+        ("tcp", 30053, 30053, "nlb"),
+        ("udp", 30053, 30053, "nlb"),
+        ("tcp", 30777, 30777, "nlb"),
+        ("udp", 30777, 30777, "nlb"),
+    } <= rules
+    # Not from the whole VPC any more.
+    assert not {r for r in rules if r[3] == HOST_CIDR}
     # allow narrows: the app's node port is not open to the world, nor over UDP.
     assert ("tcp", 30333, 30333, "0.0.0.0/0") not in rules
     assert not {r for r in rules if r[0] == "udp" and r[1] == 30333}
+
+
+def test_nlb_group_filters_clients_by_allow(applied: Path, client: Client) -> None:
+    rules = ingress(client, "nlb")
+    services = {r for r in rules if r[1] not in (6443, 80, 443)}
+    # Each service's external port, in its protocols, from its allow list (default: everyone).
+    assert services == {
+        ("tcp", 3333, 3333, "198.51.100.0/24"),
+        ("udp", 53, 53, "10.1.0.0/16"),
+        ("udp", 53, 53, "2600:1f18::/40"),
+        ("tcp", 7777, 7777, "0.0.0.0/0"),
+        ("tcp", 7777, 7777, "::/0"),
+        ("udp", 7777, 7777, "0.0.0.0/0"),
+        ("udp", 7777, 7777, "::/0"),
+    }
+    # Ingress stays the cluster's front door, over IPv4 and IPv6.
+    for port in (80, 443):
+        assert {r[3] for r in rules if r[:3] == ("tcp", port, port)} == {"0.0.0.0/0", "::/0"}
+    lb = one(client("elbv2").describe_load_balancers(Names=[f"{NAME}-nlb"])["LoadBalancers"])
+    assert lb["SecurityGroups"] == [sg_id(client, "nlb")]
 
 
 def test_firewall_rules(applied: Path, client: Client) -> None:
@@ -215,9 +244,21 @@ def test_ssh_and_apiserver_cidrs_narrow_the_wide_open_rules(applied: Path, clien
     for role in ("controller", "worker"):
         rules = ingress(client, role)
         assert {r[3] for r in rules if r[:3] == ("tcp", 22, 22)} == ssh
-    api = {r[3] for r in ingress(client, "controller") if r[:3] == ("tcp", 6443, 6443)}
-    # The NLB forwards from its private addresses in the VPC (client addresses not kept).
-    assert api == {"198.51.100.0/24", HOST_CIDR}
+    vpc = one(client("ec2").describe_vpcs(Filters=by_cluster(NAME))["Vpcs"])
+    vpc_ipv6 = vpc["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlock"]
+
+    def admit_6443(role: str) -> set[str]:
+        return {
+            source
+            for proto, low, high, source in ingress(client, role)
+            if proto in ("tcp", "-1") and (low == -1 or low <= 6443 <= high)
+        }
+
+    # Directly: the listed CIDRs; through the NLB: whatever the NLB's group lets in, since
+    # the controllers see the NLB's private addresses (client addresses not kept).
+    assert admit_6443("controller") == {"198.51.100.0/24", "nlb"}
+    # At the NLB: the listed CIDRs, and the nodes themselves over IPv6 (no ::/0, no 0.0.0.0/0).
+    assert admit_6443("nlb") == {"198.51.100.0/24", vpc_ipv6}
 
 
 def test_apiserver_target_group_does_not_keep_client_addresses(

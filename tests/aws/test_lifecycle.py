@@ -312,7 +312,7 @@ def test_apply_killed_halfway_converges_without_duplicates(
     assert counts["igw"] == 1
     assert counts["route_table"] == 1
     assert counts["subnet"] == zones
-    assert counts["security_group"] == 2
+    assert counts["security_group"] == 3  # controllers, workers, the NLB
     assert counts["launch_template"] == 1
     assert counts["asg"] == 1
     assert counts["elb"] == 4  # the NLB and its three target groups

@@ -33,9 +33,10 @@ def test_quota_counts_ipv4_and_ipv6_apart() -> None:
     many = parsed(30)
     warnings = security.quota_warnings(many, security.security(many))
     assert warnings and all("quota-worker" in w and "inbound" in w for w in warnings)
-    # Each service opens its node port to 0.0.0.0/0 and ::/0 and its health check to the VPC's
-    # IPv4 range: IPv4 runs out first.
-    assert [w.split(" IPv")[1][0] for w in warnings] == ["4"]
+    # Each service opens its node port to 0.0.0.0/0, to ::/0 and to the NLB's group, which
+    # counts in both families: both run out, IPv4 (SSH and ingress rules) further.
+    counts = {w.split(" IPv")[1][0]: int(w.split(" needs ")[1].split()[0]) for w in warnings}
+    assert set(counts) == {"4", "6"} and counts["4"] > counts["6"]
 
 
 def test_plan_shows_the_warning(squall: Squall, tmp_path: Path) -> None:
