@@ -1,10 +1,10 @@
 """What every node runs: the kubelet, containerd, etcd on controllers, and the bootstrap steps.
 
 Controllers and workers share one base (kernel modules, sysctls, containerd, the kubelet);
-controllers add etcd, the asset layout step and the one-shot bootstrap. The two operating
-systems differ in a few places, gathered in :class:`Platform`: Fedora CoreOS runs containers
-with podman and enforces SELinux; Flatcar runs them with docker, has an ``etcd`` user and keeps
-local programs in ``/opt/bin``.
+controllers add etcd, the asset layout script (which squall.bootstrap runs over SSH) and the
+one-shot bootstrap. The two operating systems differ in a few places, gathered in
+:class:`Platform`: Fedora CoreOS runs containers with podman and enforces SELinux; Flatcar runs
+them with docker, has an ``etcd`` user and keeps local programs in ``/opt/bin``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ METADATA_FILE = "/run/metadata/squall"
 ASSETS_DIR = "/home/core/assets"
 BOOTSTRAP_DIR = "/opt/bootstrap"
 LAYOUT_SCRIPT = f"{BOOTSTRAP_DIR}/layout"
-LAYOUT_UNIT = "asset-layout.service"
 APPLY_SCRIPT = f"{BOOTSTRAP_DIR}/apply"
 BOOTSTRAP_UNIT = "bootstrap.service"
 BOOTSTRAP_DONE = f"{BOOTSTRAP_DIR}/bootstrap.done"
@@ -378,15 +377,6 @@ def etcd_unit(p: Platform) -> str:
     )
 
 
-def layout_unit() -> str:
-    return formats.unit(
-        {
-            "Unit": [("Description", f"Lay out the controller asset bundle from {ASSETS_DIR}")],
-            "Service": [("Type", "oneshot"), ("ExecStart", f"/bin/bash {LAYOUT_SCRIPT}")],
-        }
-    )
-
-
 def bootstrap_unit(spec: Spec, p: Platform) -> str:
     after = [("Wants", "network-online.target"), ("After", "network-online.target")]
     if p.runtime_unit:
@@ -443,7 +433,6 @@ def controller_config(spec: Spec, index: int, assets: Assets) -> Config:
             ),
             units=(
                 Unit("etcd-member.service", etcd_unit(p), enabled=True),
-                Unit(LAYOUT_UNIT, layout_unit()),
                 Unit(BOOTSTRAP_UNIT, bootstrap_unit(spec, p)),
             ),
         )
