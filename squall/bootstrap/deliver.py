@@ -18,12 +18,12 @@ import asyncssh
 from squall.assets import AssetFile
 from squall.bootstrap.progress import Report, Update, silent
 from squall.bootstrap.ssh import USER, Remote, SSHError
+from squall.ignition.nodes import ASSETS_DIR, BOOTSTRAP_UNIT, LAYOUT_SCRIPT
 
 HOME = f"/home/{USER}"
-ASSETS_DIR = f"{HOME}/assets"
-# Installed by the controller's node config (squall.ignition.nodes.LAYOUT_SCRIPT).
-LAYOUT_SCRIPT = "/opt/bootstrap/layout"
-BOOTSTRAP_UNIT = "bootstrap"
+# The node config installs the layout script and the unit; these names come from it. The unit
+# goes by its short name in commands, as an operator would type it.
+BOOTSTRAP = BOOTSTRAP_UNIT.removesuffix(".service")
 MARKER_DIR = f"{HOME}/.squall"
 MARKER = f"{MARKER_DIR}/assets.sha256"
 
@@ -170,11 +170,11 @@ async def start_bootstrap(remote: Remote, *, report: Report = silent) -> None:
     key = f"{remote.controller.name} {remote.controller.public_address}"
     report(Update(key, "running the one-shot bootstrap (applies the cluster manifests)"))
     result = await remote.run(
-        ["systemctl", "start", BOOTSTRAP_UNIT], privileged=True, timeout=BOOTSTRAP_TIMEOUT
+        ["systemctl", "start", BOOTSTRAP], privileged=True, timeout=BOOTSTRAP_TIMEOUT
     )
     if result.exit_status != 0:
         journal = await remote.run(
-            ["journalctl", "--no-pager", "--quiet", "--lines=3", f"--unit={BOOTSTRAP_UNIT}"],
+            ["journalctl", "--no-pager", "--quiet", "--lines=3", f"--unit={BOOTSTRAP}"],
             privileged=True,
         )
         detail = " / ".join(
@@ -182,7 +182,7 @@ async def start_bootstrap(remote: Remote, *, report: Report = silent) -> None:
         )
         raise SSHError(
             f"{remote.controller.label}: the bootstrap unit failed"
-            f"{f' ({detail})' if detail else ''}; see 'journalctl -u {BOOTSTRAP_UNIT}' on the "
+            f"{f' ({detail})' if detail else ''}; see 'journalctl -u {BOOTSTRAP}' on the "
             "controller, then re-run"
         )
     report(Update(key, "bootstrap done"))

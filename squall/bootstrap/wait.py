@@ -26,10 +26,12 @@ import yaml
 
 from squall.bootstrap.progress import Report, Update, countdown, silent
 from squall.errors import SquallError
+from squall.ignition.nodes import CONTROLLER_LABEL
 from squall.spec import Spec
 
 API_PORT = 6443
-CONTROLLER_LABEL = "node.kubernetes.io/controller"
+# Controllers register with this label (``key=value``), set by their node config.
+CONTROLLER_LABEL_KEY, _, CONTROLLER_LABEL_VALUE = CONTROLLER_LABEL.partition("=")
 
 Resolver = Callable[[str], Sequence[str]]
 # Target id → state as the NLB reports it ("healthy", "unhealthy", "initial", …).
@@ -174,7 +176,9 @@ def classify_nodes(items: Sequence[Mapping[str, Any]]) -> NodeReport:
     not_ready = []
     for node in items:
         meta = node.get("metadata", {})
-        role = "controllers" if CONTROLLER_LABEL in meta.get("labels", {}) else "workers"
+        labels = meta.get("labels") or {}
+        controller = labels.get(CONTROLLER_LABEL_KEY) == CONTROLLER_LABEL_VALUE
+        role = "controllers" if controller else "workers"
         conditions = node.get("status", {}).get("conditions", [])
         cond = next((c for c in conditions if c.get("type") == "Ready"), None)
         if cond is not None and cond.get("status") == "True":

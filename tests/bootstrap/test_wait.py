@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -9,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from squall import ignition
 from squall.assets import Assets
 from squall.bootstrap.progress import Update
 from squall.bootstrap.wait import (
     Endpoint,
     ExpectedNodes,
+    NodeReport,
     WaitError,
     admin_tls,
+    classify_nodes,
     wait_ready,
 )
 from squall.spec import Spec
@@ -191,3 +195,26 @@ def test_a_server_with_another_ca_is_not_trusted(
             )
     assert f"the certificate at 127.0.0.1:{port} is not the cluster's" in str(err.value)
     assert scenario.seen == []
+
+
+def registered_labels(user_data: str) -> dict[str, str]:
+    """The labels a node's kubelet registers with: its unit's ``--node-labels`` flag."""
+    units = ignition.unpack(user_data)["systemd"]["units"]
+    (kubelet,) = [u["contents"] for u in units if u["name"] == "kubelet.service"]
+    args = shlex.split(kubelet.replace("\\\n", " "))
+    (value,) = [a.removeprefix("--node-labels=") for a in args if a.startswith("--node-labels=")]
+    return dict(label.partition("=")[::2] for label in value.split(","))
+
+
+def test_nodes_count_as_the_role_their_node_config_registers(spec: Spec, assets: Assets) -> None:
+    def as_node(name: str, labels: dict[str, str]) -> dict[str, object]:
+        ready = [{"type": "Ready", "status": "True"}]
+        return {"metadata": {"name": name, "labels": labels}, "status": {"conditions": ready}}
+
+    controller = registered_labels(ignition.controller(spec, 0, assets).to_json())
+    worker = registered_labels(ignition.worker(spec, None, assets).to_json())
+    report = classify_nodes([as_node("c0", controller), as_node("w0", worker)])
+    assert report == NodeReport(ready_controllers=1, ready_workers=1, not_ready=())
+    # The label's value counts, not only its key.
+    key = next(k for k in controller if k not in worker)
+    assert classify_nodes([as_node("x", {key: "false"})]).ready_workers == 1
