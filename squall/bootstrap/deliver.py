@@ -18,7 +18,12 @@ import asyncssh
 from squall.assets import AssetFile
 from squall.bootstrap.progress import Report, Update, silent
 from squall.bootstrap.ssh import USER, Remote, SSHError
-from squall.ignition.nodes import ASSETS_DIR, BOOTSTRAP_UNIT, LAYOUT_SCRIPT
+from squall.ignition.nodes import (
+    ASSETS_DIR,
+    BOOTSTRAP_UNIT,
+    BOOTSTRAP_UNIT_TIMEOUT,
+    LAYOUT_SCRIPT,
+)
 
 HOME = f"/home/{USER}"
 # The node config installs the layout script and the unit; these names come from it. The unit
@@ -32,8 +37,9 @@ PUBLIC_MODE = 0o644
 DIR_MODE = 0o700
 
 LAYOUT_TIMEOUT = 120.0
-# The unit waits for kube-apiserver and applies every cluster manifest; images are pulled first.
-BOOTSTRAP_TIMEOUT = 900.0
+# The unit pulls the kubelet image, waits for kube-apiserver and applies every cluster manifest.
+# systemd stops it first, so a failure reaches squall as the unit's own, with its journal.
+BOOTSTRAP_TIMEOUT = BOOTSTRAP_UNIT_TIMEOUT + 60.0
 
 
 def bundle_digest(files: Iterable[AssetFile]) -> str:

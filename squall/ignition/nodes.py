@@ -58,6 +58,10 @@ LAYOUT_SCRIPT = f"{BOOTSTRAP_DIR}/layout"
 APPLY_SCRIPT = f"{BOOTSTRAP_DIR}/apply"
 BOOTSTRAP_UNIT = "bootstrap.service"
 BOOTSTRAP_DONE = f"{BOOTSTRAP_DIR}/bootstrap.done"
+# systemd stops the bootstrap unit after this many seconds. Its script gives up on its own after
+# about 10 minutes of retries; this also bounds image pulls and requests that hang. squall waits
+# longer than this for the unit, so the unit fails first and squall can quote its journal.
+BOOTSTRAP_UNIT_TIMEOUT = 840
 METADATA_UNIT = "node-metadata.service"
 CA_FROM_KUBECONFIG = (
     '/bin/sh -c \'sed -n "s/^ *certificate-authority-data: *//p" '
@@ -404,6 +408,7 @@ def bootstrap_unit(spec: Spec, p: Platform) -> str:
             "Service": [
                 ("Type", "oneshot"),
                 ("RemainAfterExit", "true"),
+                ("TimeoutStartSec", str(BOOTSTRAP_UNIT_TIMEOUT)),
                 ("ExecStartPre", f"-{p.runtime} rm --force bootstrap"),
                 ("ExecStart", run),
                 ("ExecStartPost", f"/bin/touch {BOOTSTRAP_DONE}"),

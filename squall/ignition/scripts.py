@@ -99,20 +99,31 @@ rm -rf "$src"
 
 # Runs inside the kubelet image, which carries kubectl. It talks to the local kube-apiserver
 # (not the NLB, which only routes once the health checks pass) and checks its certificate
-# against the cluster's API name.
+# against the cluster's API name. The tries are capped so that a manifest the API refuses
+# fails the unit, with kubectl's complaint in its journal, well before squall stops waiting
+# (120 failed tries 5 s apart: about 10 minutes).
 APPLY = r"""#!/bin/bash
-# Applies the cluster manifests once kube-apiserver answers, retrying until all apply.
+# Waits for kube-apiserver, then applies the cluster manifests; gives up after 120 failed tries.
 set -uo pipefail
+attempts=120
+failed=0
 k() {
   kubectl --kubeconfig=/etc/kubernetes/pki/admin.conf --server=https://127.0.0.1:6443 \
     --tls-server-name="$API_SERVER_NAME" "$@"
 }
-until k get --raw=/readyz >/dev/null; do
-  echo "waiting for kube-apiserver"
-  sleep 5
-done
-until k apply --server-side --force-conflicts --recursive --filename=/assets/manifests; do
-  echo "retrying the cluster manifests"
-  sleep 5
-done
+ready() { k --request-timeout=10s get --raw=/readyz >/dev/null; }
+manifests() { k apply --server-side --force-conflicts --recursive --filename=/assets/manifests; }
+# Both steps draw on one budget, so the whole script is bounded, not each step.
+try() {
+  until "$2"; do
+    if ((++failed >= attempts)); then
+      echo "bootstrap: gave up $1 after $failed failed tries" >&2
+      exit 1
+    fi
+    echo "bootstrap: $1 (try $failed of $attempts failed)"
+    sleep 5
+  done
+}
+try "waiting for kube-apiserver" ready
+try "applying the cluster manifests" manifests
 """

@@ -10,6 +10,7 @@ import pytest
 
 from squall import ignition
 from squall.assets.etcd import etcd_env
+from squall.bootstrap.deliver import BOOTSTRAP_TIMEOUT
 
 from .ignition_doc import Cluster, NodeDoc, exec_args, flag, systemd_complaints, unit_values
 
@@ -258,6 +259,9 @@ def test_layout_and_one_shot_bootstrap(cluster: Cluster, os: str) -> None:
         assert unit_values(text, "ConditionPathExists") == ["!/opt/bootstrap/bootstrap.done"]
         assert unit_values(text, "Type") == ["oneshot"]
         assert unit_values(text, "ExecStartPost") == ["/bin/touch /opt/bootstrap/bootstrap.done"]
+        # systemd ends the unit before squall stops waiting for it.
+        (limit,) = unit_values(text, "TimeoutStartSec")
+        assert 0 < int(limit) < BOOTSTRAP_TIMEOUT
         args = exec_args(text)
         assert flag(args, "env") == [f"API_SERVER_NAME={spec.api_fqdn}"]
         assert flag(args, "entrypoint") == ["/apply"]

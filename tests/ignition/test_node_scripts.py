@@ -8,6 +8,7 @@ import stat
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import pytest
 
 from squall import ignition
 from squall.assets.etcd import etcd_env
+from squall.bootstrap.deliver import BOOTSTRAP_TIMEOUT
+from squall.ignition.nodes import BOOTSTRAP_UNIT_TIMEOUT
 
-from .ignition_doc import Cluster, NodeDoc, unit_values
+from .ignition_doc import Cluster, NodeDoc, exec_args, flag, unit_values
 
 TOKEN = "imds-session-token-1"
 METADATA = {
@@ -254,3 +257,124 @@ def test_layout_refuses_an_incomplete_bundle(cluster: Cluster, tmp_path: Path) -
     )
     missing = run_layout(script, tmp_path / "empty-root")
     assert missing.returncode != 0 and "no asset bundle" in missing.stderr
+
+
+# The bootstrap unit's script, run with stand-ins for the two programs it calls: kubectl (in
+# the kubelet image on a node) and sleep, so the production limits run without waiting.
+KUBECTL_STUB = r"""#!/bin/bash
+printf '%s\n' "$*" >>"$STUBS/kubectl.log"
+case " $* " in
+  *" get --raw=/readyz "*) step=ready ;;
+  *" apply "*) step=apply ;;
+  *) echo "stub kubectl: unexpected call: $*" >&2; exit 3 ;;
+esac
+n=$(($(cat "$STUBS/$step.calls" 2>/dev/null || echo 0) + 1))
+echo "$n" >"$STUBS/$step.calls"
+fails=$(cat "$STUBS/$step.fails")
+if ((fails < 0 || n <= fails)); then
+  echo "error: $step refused ($n)" >&2
+  exit 1
+fi
+"""
+SLEEP_STUB = r"""#!/bin/bash
+printf '%s\n' "$*" >>"$STUBS/sleep.log"
+"""
+
+
+def bootstrap_script(cluster: Cluster) -> tuple[str, bytes]:
+    """The API name and the script the bootstrap unit runs, both read from the user data."""
+    spec, bundle = cluster()
+    node = NodeDoc(ignition.unpack(ignition.controller(spec, 0, bundle).to_json()))
+    args = exec_args(node.unit("bootstrap.service")["contents"])
+    (entrypoint,) = flag(args, "entrypoint")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in flag(args, "volume")}
+    (env,) = flag(args, "env")
+    assert env == f"API_SERVER_NAME={spec.api_fqdn}"
+    return spec.api_fqdn, node.file(mounts[entrypoint])
+
+
+@dataclass
+class ApplyRun:
+    result: subprocess.CompletedProcess[str]
+    kubectl: list[str]
+    sleeps: list[str]
+
+
+def run_apply(cluster: Cluster, tmp_path: Path, *, ready_fails: int, apply_fails: int) -> ApplyRun:
+    """Run the script; a step fails its first N tries (-1: every try), then succeeds."""
+    api_name, script = bootstrap_script(cluster)
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name, text in (("kubectl", KUBECTL_STUB), ("sleep", SLEEP_STUB)):
+        (stubs / name).write_text(text)
+        (stubs / name).chmod(0o755)
+    (stubs / "ready.fails").write_text(f"{ready_fails}\n")
+    (stubs / "apply.fails").write_text(f"{apply_fails}\n")
+    (tmp_path / "apply").write_bytes(script)
+    env = {
+        "PATH": f"{stubs}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "STUBS": str(stubs),
+        "API_SERVER_NAME": api_name,
+    }
+    result = subprocess.run(
+        ["bash", str(tmp_path / "apply")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    def lines(name: str) -> list[str]:
+        path = stubs / name
+        return path.read_text().splitlines() if path.exists() else []
+
+    calls = lines("kubectl.log")
+    # Every call goes to the local kube-apiserver as admin and checks the cluster's API name.
+    for call in calls:
+        assert call.startswith(
+            "--kubeconfig=/etc/kubernetes/pki/admin.conf --server=https://127.0.0.1:6443 "
+            f"--tls-server-name={api_name} "
+        ), call
+    return ApplyRun(result, calls, lines("sleep.log"))
+
+
+def steps(calls: list[str]) -> list[str]:
+    return ["apply" if " apply " in c else "ready" for c in calls]
+
+
+def test_bootstrap_script_retries_until_the_manifests_apply(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    run = run_apply(cluster, tmp_path, ready_fails=2, apply_fails=3)
+    assert run.result.returncode == 0, run.result.stderr
+    assert steps(run.kubectl) == ["ready"] * 3 + ["apply"] * 4
+    (applied,) = {c for c in run.kubectl if " apply " in c}
+    assert "--server-side" in applied.split()
+    assert "--filename=/assets/manifests" in applied.split()
+    assert run.sleeps == ["5"] * 5
+    assert "error: apply refused (3)" in run.result.stderr
+
+
+def test_bootstrap_script_gives_up_before_squall_does(cluster: Cluster, tmp_path: Path) -> None:
+    run = run_apply(cluster, tmp_path, ready_fails=1, apply_fails=-1)
+    assert run.result.returncode != 0
+    # One budget for both steps: the failed readiness check counts too.
+    assert steps(run.kubectl) == ["ready"] * 2 + ["apply"] * 119
+    assert run.result.stderr.splitlines()[-1] == (
+        "bootstrap: gave up applying the cluster manifests after 120 failed tries"
+    )
+    # The retries fit in the unit's limit with a minute to spare for pulling the image, and
+    # the unit's limit ends before squall stops waiting: squall sees the unit fail, and why.
+    waited = sum(float(s) for s in run.sleeps)
+    assert waited + 60 <= BOOTSTRAP_UNIT_TIMEOUT < BOOTSTRAP_TIMEOUT
+
+
+def test_bootstrap_script_gives_up_on_an_apiserver_that_never_answers(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    run = run_apply(cluster, tmp_path, ready_fails=-1, apply_fails=0)
+    assert run.result.returncode != 0
+    assert steps(run.kubectl) == ["ready"] * 120
+    assert "gave up waiting for kube-apiserver" in run.result.stderr
