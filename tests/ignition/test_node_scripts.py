@@ -167,10 +167,14 @@ def write_bundle(root: Path, files: dict[str, bytes]) -> None:
         target.chmod(0o644)
 
 
-def run_layout(script: bytes, root: Path) -> subprocess.CompletedProcess[str]:
+def run_layout(
+    script: bytes, root: Path, *, stubs: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     path = root.parent / "layout"
     path.write_bytes(script)
     env = {**os.environ, "LAYOUT_ROOT": str(root)}
+    if stubs is not None:
+        env["PATH"] = f"{stubs}:{env['PATH']}"
     return subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -221,6 +225,45 @@ def test_layout_places_the_bundle_per_the_contract(cluster: Cluster, tmp_path: P
     assert tls_paths
     for path in tls_paths:
         assert (root / path.lstrip("/")).is_file(), path
+
+
+def selinux_stubs(d: Path, *, enabled: bool) -> Path:
+    """``selinuxenabled`` answering as told; ``restorecon`` and ``chcon`` only record calls."""
+    d.mkdir()
+    scripts = {
+        "selinuxenabled": f"#!/bin/sh\nexit {0 if enabled else 1}\n",
+        "restorecon": '#!/bin/sh\necho "$*" >>"$(dirname "$0")/relabel.log"\n',
+        "chcon": '#!/bin/sh\necho "chcon $*" >>"$(dirname "$0")/relabel.log"\n',
+    }
+    for name, text in scripts.items():
+        (d / name).write_text(text)
+        (d / name).chmod(0o755)
+    return d
+
+
+def test_layout_relabels_only_where_selinux_is_enabled(cluster: Cluster, tmp_path: Path) -> None:
+    # One script for both OSes: whether it relabels depends on the node, decided when it runs.
+    layouts = set()
+    for os_name in ("fedora-coreos", "flatcar"):
+        spec, bundle = cluster(os=os_name)
+        node = NodeDoc.of(ignition.controller(spec, 0, bundle).to_json())
+        layouts.add(node.file("/opt/bootstrap/layout"))
+    (script,) = layouts
+    files = {f.path: f.content for f in bundle.files}
+    for enabled in (True, False):
+        root = tmp_path / f"selinux-{enabled}" / "root"
+        write_bundle(root / "home/core/assets", files)
+        stubs = selinux_stubs(root.parent / "stubs", enabled=enabled)
+        result = run_layout(script, root, stubs=stubs)
+        assert result.returncode == 0, result.stderr
+        log = stubs / "relabel.log"
+        if not enabled:
+            assert not log.exists()
+            continue
+        assert log.read_text().splitlines() == [
+            f"-R {root}/etc/ssl/etcd {root}/etc/kubernetes {root}/opt/bootstrap",
+            f"chcon -R -u system_u -t container_file_t {root}/etc/kubernetes/pki",
+        ]
 
 
 def test_layout_runs_again_with_a_new_bundle(cluster: Cluster, tmp_path: Path) -> None:
