@@ -180,7 +180,16 @@ async def start_bootstrap(remote: Remote, *, report: Report = silent) -> None:
     )
     if result.exit_status != 0:
         journal = await remote.run(
-            ["journalctl", "--no-pager", "--quiet", "--lines=3", f"--unit={BOOTSTRAP}"],
+            # Only what the unit's own processes wrote: systemd's lines about the unit
+            # ("Failed with result …") would push the script's reason out of the last three.
+            [
+                "journalctl",
+                "--no-pager",
+                "--quiet",
+                "--lines=3",
+                "--output=cat",
+                f"_SYSTEMD_UNIT={BOOTSTRAP_UNIT}",
+            ],
             privileged=True,
         )
         detail = " / ".join(
