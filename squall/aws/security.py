@@ -222,6 +222,9 @@ def rules(spec: Spec, group: str, key: str, peers: dict[str, str]) -> list[Resou
                     props["source_group"] = Ref(peers[source])
                 elif source == VPC_IPV6:
                     props["cidr"] = Ref(VPC, "ipv6_cidr_block")
+                elif source.startswith("sg-"):
+                    # A group the user made (firewall_rules source_group = "sg-…").
+                    props["source_group"] = source
                 else:
                     props["cidr"] = source
                 direction = "egress" if egress_flag else "ingress"

@@ -43,3 +43,24 @@ def test_plan_shows_the_warning(squall: Squall, tmp_path: Path) -> None:
     config = cluster_file(tmp_path, "quota", services=services(30))
     result = squall("plan", str(config))
     assert "warning: security group quota-worker needs" in result.stderr
+
+
+def test_a_rule_from_a_users_security_group(squall: Squall, tmp_path: Path) -> None:
+    rule = {"group": "worker", "protocol": "tcp", "from_port": 9000, "to_port": 9000}
+    data = {
+        "cluster_name": "sgsrc",
+        "dns_zone": ZONE,
+        "dns_zone_id": ZONE_ID,
+        "ssh_authorized_key": SSH_KEY,
+        "firewall_rules": [{**rule, "source_group": "sg-0123456789abcdef0"}],
+    }
+    parsed = spec_mod.parse(data)
+    wanted = security.security(parsed)
+    (made,) = [r for r in wanted if r.props.get("from_port") == 9000]
+    assert made.props["source_group"] == "sg-0123456789abcdef0"
+    assert "cidr" not in made.props
+    assert security.quota_warnings(parsed, wanted) == []
+    config = cluster_file(tmp_path, "sgsrc", firewall_rules=data["firewall_rules"])
+    result = squall("plan", str(config), "--json", check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
