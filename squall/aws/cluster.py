@@ -28,6 +28,9 @@ from squall.errors import SquallError
 from squall.spec import Spec
 from squall.state import State
 
+# Present once the cluster's keys exist; see Cluster.check_state.
+CA_STATE = "tls/k8s/ca.crt"
+
 # The rules AWS gives every new security group; squall desires them, so they are no one
 # else's even though they carry no tag.
 AWS_DEFAULT_EGRESS = {("-1", "0.0.0.0/0"), ("-1", "::/0")}
@@ -193,6 +196,25 @@ class Cluster:
         self.aws.check_credentials()
         dns.check_zone(self.aws, self.spec)
 
+    def check_state(self) -> None:
+        """A cluster AWS already holds keeps its keys: never mint new ones beside it.
+
+        Rendering without the state directory would make a new CA and bootstrap token, and an
+        apply would then roll every worker onto credentials the controllers do not know.
+        """
+        if self.state.read(CA_STATE) is not None:
+            return
+        try:
+            exists = any(a.name == self.spec.cluster_name for a in self.ctx.actuals("vpc"))
+        except Exception as err:
+            raise explain(err, "reading the cluster's VPC from AWS") from None
+        if exists:
+            raise SquallError(
+                f"{self.state.root}: no cluster keys here, yet AWS already holds cluster "
+                f"{self.spec.cluster_name}; restore this folder from a backup (squall will not "
+                "make new keys for a running cluster), or destroy the cluster first"
+            )
+
     def inputs(self, *, pin: bool) -> Inputs:
         from squall import render
 
@@ -218,6 +240,7 @@ class Cluster:
 
     def plan(self, *, pin: bool = False) -> Plan:
         self.check()
+        self.check_state()
         inputs = self.inputs(pin=pin)
         self.ctx.forget()
         try:
@@ -291,6 +314,7 @@ class Cluster:
 
         self.aws.check_credentials()
         self.ctx.forget()
+        self.check_state()
         bundle = assets.build(self.spec, self.state)
         try:
             return outputs.outputs(self.ctx, self.spec, bundle)
