@@ -226,6 +226,15 @@ class Service(_Model):
             raise ValueError(f"{v!r} must be an absolute path like '/healthz'")
         return v
 
+    @model_validator(mode="after")
+    def _udp_health(self) -> Service:
+        if self.protocol == "udp" and self.health_check_port is None:
+            raise ValueError(
+                "a udp service needs health_check_port: NLB health checks use TCP or HTTP, and "
+                f"nothing answers TCP on node port {self.node_port}; name a TCP port on the nodes"
+            )
+        return self
+
     @property
     def health_port(self) -> int:
         return self.health_check_port if self.health_check_port is not None else self.node_port

@@ -128,9 +128,10 @@ def services(spec: Spec) -> list[Resource]:
                 "health_check_path": svc.health_check_path,
             }
         else:
-            # UDP target groups need a TCP or HTTP check; TCP on the node port by default.
+            # NLB checks speak TCP or HTTP only: TCP on the node port, or on the
+            # health_check_port a UDP service must name.
             health = {"health_check_protocol": "TCP", "health_check_path": None}
-        health["health_check_port"] = str(svc.node_port)
+        health["health_check_port"] = str(svc.health_port)
         tg_name = f"{spec.cluster_name}-{svc.name}"
         out.append(_target_group(service_tg(svc.name), tg_name, svc.node_port, health, protocol))
         out.append(_listener(tg_name, svc.port, service_tg(svc.name), protocol))

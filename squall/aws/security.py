@@ -115,9 +115,13 @@ def service_rows(spec: Spec) -> tuple[Row, ...]:
         port = (svc.node_port, svc.node_port)
         for proto in _protocols(svc.protocol):
             out.append(Row(proto, port, tuple(svc.allow), f"service-{svc.name}-{proto}"))
-        # Health checks are TCP or HTTP, whatever the service's protocol.
-        for proto in sorted({"tcp", *_protocols(svc.protocol)}):
+        # Clients the NLB hands over from its own addresses, on the service's protocols.
+        for proto in _protocols(svc.protocol):
             out.append(Row(proto, port, ("nlb",), f"service-{svc.name}-nlb-{proto}"))
+        # Health checks are TCP or HTTP, whatever the service's protocol.
+        health = (svc.health_port, svc.health_port)
+        if health != port or "tcp" not in _protocols(svc.protocol):
+            out.append(Row("tcp", health, ("nlb",), f"service-{svc.name}-nlb-health"))
     return tuple(out)
 
 

@@ -25,6 +25,8 @@ SERVICES = [
         "protocol": "udp",
         "port": 53,
         "node_port": 30053,
+        # Nothing answers TCP on a UDP node port: the check goes to a TCP port of the app.
+        "health_check_port": 30054,
         "allow": ["10.1.0.0/16", "2600:1f18::/40"],
     },
     {
@@ -138,11 +140,11 @@ def test_each_service_has_a_listener_and_target_group(applied: Path, client: Cli
     vpc = one(client("ec2").describe_vpcs(Filters=by_cluster(NAME))["Vpcs"])["VpcId"]
     got = listeners(client)
     expect = {
-        "app": ("TCP", 3333, 30333, "TCP", None),
-        "dns": ("UDP", 53, 30053, "TCP", None),
-        "game": ("TCP_UDP", 7777, 30777, "HTTP", "/ready"),
+        "app": ("TCP", 3333, 30333, "TCP", None, 30333),
+        "dns": ("UDP", 53, 30053, "TCP", None, 30054),
+        "game": ("TCP_UDP", 7777, 30777, "HTTP", "/ready", 30777),
     }
-    for svc, (protocol, port, node_port, check, path) in expect.items():
+    for svc, (protocol, port, node_port, check, path, health_port) in expect.items():
         group_ = tg(client, f"{NAME}-{svc}")
         assert got[port] == (protocol, group_["TargetGroupArn"])
         assert (group_["Protocol"], group_["Port"], group_["TargetType"]) == (
@@ -151,9 +153,9 @@ def test_each_service_has_a_listener_and_target_group(applied: Path, client: Cli
             "instance",
         )
         assert group_["VpcId"] == vpc
-        # The health check is on the node port, TCP unless a path is given (UDP needs one).
+        # TCP unless a path is given, on the node port unless a health_check_port is.
         assert group_["HealthCheckProtocol"] == check
-        assert group_["HealthCheckPort"] == str(node_port)
+        assert group_["HealthCheckPort"] == str(health_port)
         assert group_.get("HealthCheckPath") == path
         tags_ = client("elbv2").describe_tags(ResourceArns=[group_["TargetGroupArn"]])
         assert tags(one(tags_["TagDescriptions"]))["squall.dev/cluster"] == NAME
@@ -192,7 +194,7 @@ def test_service_node_ports_open_to_allow_and_to_the_nlb(applied: Path, client: 
     # over from its IPv4 addresses come from the NLB's group, in each service's protocols.
     assert {
         ("tcp", 30333, 30333, "nlb"),
-        ("tcp", 30053, 30053, "nlb"),
+        ("tcp", 30054, 30054, "nlb"),
         ("udp", 30053, 30053, "nlb"),
         ("tcp", 30777, 30777, "nlb"),
         ("udp", 30777, 30777, "nlb"),
@@ -202,6 +204,8 @@ def test_service_node_ports_open_to_allow_and_to_the_nlb(applied: Path, client: 
     # allow narrows: the app's node port is not open to the world, nor over UDP.
     assert ("tcp", 30333, 30333, "0.0.0.0/0") not in rules
     assert not {r for r in rules if r[0] == "udp" and r[1] == 30333}
+    # A UDP service's node port is not opened over TCP: its health check has its own port.
+    assert not {r for r in rules if r[0] == "tcp" and r[1] == 30053}
 
 
 def test_nlb_group_filters_clients_by_allow(applied: Path, client: Client) -> None:

@@ -42,7 +42,16 @@ def test_defaults_follow_typhoon(cluster_data: Any) -> None:
 def test_extensions_parse(cluster_data: Any) -> None:
     s = spec.parse(
         cluster_data(
-            services=[SVC, {"name": "dns", "protocol": "udp", "port": 53, "node_port": 30053}],
+            services=[
+                SVC,
+                {
+                    "name": "dns",
+                    "protocol": "udp",
+                    "port": 53,
+                    "node_port": 30053,
+                    "health_check_port": 30054,
+                },
+            ],
             firewall_rules=[
                 RULE,
                 {"group": "controller", "protocol": "icmp", "source_group": "worker"},
@@ -132,6 +141,11 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
         "pool label kubelet may not set",
         {"worker_pools": [{"name": "a", "node_labels": ["k8s.io/x=y"]}]},
         ["worker_pools[0].node_labels", "may not set"],
+    ),
+    (
+        "udp without health port",
+        {"services": [{**SVC, "protocol": "udp"}]},
+        ["services[0]", "health_check_port"],
     ),
     ("root disk type", {"worker_disk_type": "st1"}, ["worker_disk_type", "'gp3'"]),
     (
@@ -283,7 +297,12 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
     ("api empty", {"apiserver_cidrs": []}, ["apiserver_cidrs", "empty"]),
     (
         "svc tcp and udp on one port",
-        {"services": [SVC, {**SVC, "name": "u", "protocol": "udp", "node_port": 30444}]},
+        {
+            "services": [
+                SVC,
+                {**SVC, "name": "u", "protocol": "udp", "node_port": 30444, "health_check_port": 1},
+            ]
+        },
         ["services[1].port", "tcp_udp"],
     ),
     (
