@@ -226,7 +226,7 @@ class Cluster:
             raise SquallError(f"region {self.aws.region} has no available zones; choose another")
         rendered = render.render(self.spec, self.state)
         return Inputs(
-            zones=zones,
+            zones=network.pinned_zones(zones, self.state, pin=pin),
             controller_image=ami.pinned(self.aws, self.spec, self.state, "controller", pin=pin),
             worker_image=ami.pinned(self.aws, self.spec, self.state, "worker", pin=pin),
             controller_configs=rendered.controllers,

@@ -23,9 +23,25 @@ VPC = "vpc"
 IGW = "internet-gateway"
 ROUTE_TABLE = "route-table"
 ROUTES_MADE = "aws/routes.json"
+ZONES = "aws/zones.json"
 
 # (destination, target key, target id): a route exactly, as the record keeps it.
 RouteKey = tuple[str, str, str]
+
+
+def pinned_zones(available: list[str], state: State, *, pin: bool) -> list[str]:
+    """The zones the cluster spans, fixed at its first apply.
+
+    Subnets and controllers are placed by position in this list, and neither can move: a zone
+    that is briefly impaired (so not "available") or a zone AWS adds later must not re-number
+    them, or a plan would replace subnets and controllers and lose etcd's data with them.
+    """
+    stored = state.read_json(ZONES)
+    if stored:
+        return [str(z) for z in stored]
+    if pin:
+        state.write_json(ZONES, available)
+    return available
 
 
 def subnet_key(i: int) -> str:
