@@ -14,7 +14,7 @@ balancer, security groups and route table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from squall.aws import ami, controllers, dns, network, nlb, outputs, security, workers
@@ -247,7 +247,7 @@ class Cluster:
             if self.spec.worker_target_groups:
                 vpcs = [a for a in self.ctx.actuals("vpc") if a.name == self.spec.cluster_name]
                 check_target_groups(self.aws, self.spec, vpcs[0].id if len(vpcs) == 1 else None)
-            inputs.others_target_groups.update(self._others_target_groups())
+            inputs = replace(inputs, others_target_groups=self._others_target_groups())
         except SquallError:
             raise
         except Exception as err:
