@@ -118,7 +118,13 @@ def nlb(spec: Spec, zones: list[str]) -> list[Resource]:
 
 
 def services(spec: Spec) -> list[Resource]:
-    """A target group of workers on the node port and a listener on the external port."""
+    """A target group of workers on the node port and a listener on the external port.
+
+    A target group's port and protocol are fixed in AWS, so a changed ``node_port`` or
+    ``protocol`` makes a new group (under the engine's other name for it, beside the old one),
+    moves the listener and the worker groups to it, then deletes the old one. A changed
+    protocol makes a new listener too.
+    """
     out = []
     for svc in spec.services:
         protocol = svc.protocol.upper()

@@ -259,6 +259,13 @@ class Kind:
     unordered: ClassVar[frozenset[str]] = frozenset()
     # Attributes that an update may change (refs to them are unknown until it ran).
     volatile: ClassVar[frozenset[str]] = frozenset()
+    # A replacement is made before the old one goes, and deletes of this kind wait until the
+    # resources that use them were created or updated: for what AWS refuses to delete while
+    # something still points at it, where the pointer can only move to something that
+    # exists. The new one takes :meth:`successor_name`, since names must be unique.
+    create_before_destroy: ClassVar[bool] = False
+    # The longest name AWS accepts for this kind.
+    name_limit: ClassVar[int] = 255
 
     def discover(self, ctx: Context) -> list[Actual]:
         raise NotImplementedError
@@ -266,6 +273,12 @@ class Kind:
     def identity(self, name: str, props: dict[str, Any]) -> Hashable | None:
         """What discovery must report for this desired resource; None when not yet knowable."""
         return name
+
+    def successor_name(self, name: str) -> str:
+        """The other name a resource called ``name`` takes when it is made before the one it
+        replaces goes; replacing it again returns to ``name``. Discovery matches either."""
+        tail = hashlib.sha256(name.encode()).hexdigest()[:6]
+        return f"{name[: self.name_limit - len(tail) - 1].rstrip('-')}-{tail}"
 
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
         raise NotImplementedError

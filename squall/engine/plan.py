@@ -2,7 +2,8 @@
 
 Desired resources are matched to discovered ones by identity (the Name tag for taggable kinds,
 content for the rest). Each becomes a :class:`Change`: create, update, replace (delete then
-create), keep, or delete for owned resources nobody desires any more.
+create), keep, or delete for owned resources nobody desires any more. A replacement of a
+create-before-destroy kind is made first, under the kind's other name (``new_name``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Change:
     # prop → (as AWS has it, as wanted); "wanted" may hold UNKNOWN until refs resolve.
     diff: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     forces_replacement: tuple[str, ...] = ()
+    # A create-before-destroy replacement: the name the new resource takes.
+    new_name: str | None = None
 
     @property
     def key(self) -> str | None:
@@ -98,6 +101,7 @@ class Plan:
             "id": c.actual.id if c.actual else None,
             "fields": fields,
             "forces_replacement": list(c.forces_replacement),
+            "new_name": c.new_name,
         }
 
     def render(self) -> str:
@@ -105,11 +109,15 @@ class Plan:
         lines = []
         for c in self.actions:
             kind = self.kinds[c.kind]
-            sym = SYMBOLS[c.action]
+            # Terraform's mark for a replacement that creates first.
+            sym = "+/-" if c.new_name else SYMBOLS[c.action]
             ident = f" ({c.actual.id})" if c.actual and c.action != "create" else ""
             line = f"[{STYLES[c.action]}]{sym:>3} {c.kind} {escape(c.name)}[/]{escape(ident)}"
             if c.forces_replacement:
-                line += f"  [dim]({', '.join(c.forces_replacement)} forces replacement)[/]"
+                why = f"{', '.join(c.forces_replacement)} forces replacement"
+                if c.new_name:
+                    why += f"; {c.new_name} is made before this one goes"
+                line += f"  [dim]({escape(why)})[/]"
             lines.append(line)
             if c.action == "create":
                 # Creations list every prop in --json; the text stays one line per resource.
@@ -220,7 +228,12 @@ def make_plan(
         diff = diff_props(kind, props, actual)
         forced = tuple(sorted(p for p in diff if p in kind.immutable))
         action: Action = "replace" if forced else ("update" if diff else "keep")
-        changes[r.key] = Change(action, r.kind, r.name, r, actual, diff, forced)
+        new_name = None
+        if forced and kind.create_before_destroy:
+            # The old one keeps its name until it goes, so the new one takes the other.
+            mine = actual.ident == kind.identity(r.name, props)
+            new_name = kind.successor_name(r.name) if mine else r.name
+        changes[r.key] = Change(action, r.kind, r.name, r, actual, diff, forced, new_name)
 
     out = list(changes.values())
     for kind_name in ctx.kinds:
@@ -240,7 +253,16 @@ def _match(
     ident = kind.identity(r.name, props)
     if ident is None or has_unknown(ident):
         return None
-    found = [a for a in ctx.actuals(r.kind) if a.ident == ident]
+    idents = [ident]
+    if kind.create_before_destroy:
+        idents.append(kind.identity(kind.successor_name(r.name), props))
+    found = [a for a in ctx.actuals(r.kind) if a.ident in idents]
+    if len(found) > 1 and kind.create_before_destroy:
+        # An apply stopped between making a replacement and deleting the old one: keep the
+        # one that fits; the other is no one's and goes once its users have moved.
+        fits = [a for a in found if not set(diff_props(kind, props, a)) & kind.immutable]
+        if len(fits) == 1:
+            found = fits
     if len(found) > 1:
         ids = ", ".join(a.id for a in found)
         raise EngineError(

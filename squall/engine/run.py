@@ -1,5 +1,6 @@
 """Apply a plan: deletes in reverse dependency order, then creates and updates in dependency
-order, independent changes in parallel on a thread pool.
+order, independent changes in parallel on a thread pool. Deletes of create-before-destroy
+kinds come last instead: after the creates and updates that move their users elsewhere.
 
 Every step is safe to interrupt: resources carry their tags from the moment they exist, so the
 next plan finds them and carries on.
@@ -41,7 +42,8 @@ class Step:
 
     @property
     def label(self) -> str:
-        return f"{self.change.kind} {self.change.name}"
+        name = self.change.new_name if self.verb == "create" else None
+        return f"{self.change.kind} {name or self.change.name}"
 
 
 GERUND = {"create": "creating", "update": "updating", "delete": "deleting"}
@@ -81,15 +83,58 @@ def steps_for(plan: Plan) -> list[Step]:
             # Whatever may need this resource goes first.
             if i != j and s.change.kind in closure[other.change.kind] and not other.implied:
                 s.after.add(j)
+    late = _late_deletes(deletes, kinds)
     put_index = {s.change.key: len(deletes) + n for n, s in enumerate(puts)}
-    all_deletes = set(range(len(deletes)))
+    early = set(range(len(deletes))) - late
     for s in puts:
         assert s.change.resource is not None
-        s.after |= all_deletes
+        # Names, ports and quotas are free again once the old resources went.
+        s.after |= early
         for k in s.change.resource.deps():
             if k in put_index:
                 s.after.add(put_index[k])
+    for i in late:
+        s = deletes[i]
+        for n, p in enumerate(puts):
+            # Its replacement, and whatever may point at it: a listener forwarding to a target
+            # group, a group of instances attached to it; they move before it goes.
+            if p.change is s.change or s.change.kind in closure[p.change.kind]:
+                s.after.add(len(deletes) + n)
+    _check_acyclic(steps)
     return steps
+
+
+def _late_deletes(deletes: list[Step], kinds: dict[str, Kind]) -> set[int]:
+    """Deletes (by index) that run after the creates and updates: those of create-before-
+    destroy kinds, unless another delete waits for them (e.g. the VPC a target group is in),
+    since creates and updates wait for that one in turn."""
+    awaited = {d for s in deletes for d in s.after}
+    return {
+        i
+        for i, s in enumerate(deletes)
+        if kinds[s.change.kind].create_before_destroy and not s.implied and i not in awaited
+    }
+
+
+def _check_acyclic(steps: list[Step]) -> None:
+    """Steps caught in a cycle would never start; say so rather than finish without them."""
+    waiting = {i: set(s.after) for i, s in enumerate(steps)}
+    ready = [i for i, w in waiting.items() if not w]
+    users: dict[int, list[int]] = {i: [] for i in waiting}
+    for i, w in waiting.items():
+        for d in w:
+            users[d].append(i)
+    seen = 0
+    while ready:
+        i = ready.pop()
+        seen += 1
+        for u in users[i]:
+            waiting[u].discard(i)
+            if not waiting[u]:
+                ready.append(u)
+    if seen != len(steps):
+        stuck = sorted({steps[i].label for i, w in waiting.items() if w})
+        raise EngineError(f"the changes to {', '.join(stuck)} wait for each other in a cycle")
 
 
 def _kind_closure(kinds: dict[str, Kind]) -> dict[str, set[str]]:
@@ -149,7 +194,7 @@ def apply(
         assert resource is not None
         props = resolve(resource.props, lookup)
         if step.verb == "create":
-            return kind.create(ctx, resource.name, props)
+            return kind.create(ctx, step.change.new_name or resource.name, props)
         actual = step.change.actual
         assert actual is not None
         # Refs that were unknown at plan time are real now: the update may have become moot.

@@ -186,9 +186,15 @@ HEALTH = {
 
 
 class TargetGroup(Kind):
+    """A target group. AWS refuses to delete one a listener forwards to, and a listener can
+    only forward to one that exists: a replacement is made first, under the other name, the
+    listeners and auto scaling groups move to it, then the old one goes."""
+
     kind = "target_group"
     depends_on = ("vpc",)
     immutable = frozenset({"protocol", "port", "vpc", "target_type"})
+    create_before_destroy = True
+    name_limit = 32
 
     def discover(self, ctx: Context) -> list[Actual]:
         tgs = ctx.aws.pages("elbv2", "describe_target_groups", "TargetGroups")
@@ -259,7 +265,9 @@ class Listener(Kind):
 
     kind = "listener"
     depends_on = ("load_balancer", "target_group")
-    immutable = frozenset({"load_balancer", "port"})
+    # AWS refuses to change a listener's protocol to UDP or TCP_UDP on a dual-stack load
+    # balancer: a new protocol is a new listener.
+    immutable = frozenset({"load_balancer", "port", "protocol"})
 
     def discover(self, ctx: Context) -> list[Actual]:
         listeners = []
@@ -353,9 +361,10 @@ class Listener(Kind):
     def update(
         self, ctx: Context, name: str, props: dict[str, Any], actual: Actual, changed: set[str]
     ) -> Actual:
+        # The protocol is left out: it cannot change here (see immutable), and moto refuses
+        # any but HTTP(S) and TCP in this call, even unchanged.
         elb(ctx).modify_listener(
             ListenerArn=actual.id,
-            Protocol=props["protocol"],
             DefaultActions=[{"Type": "forward", "TargetGroupArn": props["target_group"]}],
         )
         return self._made(actual.id, name, props)
