@@ -123,7 +123,8 @@ def services(spec: Spec) -> list[Resource]:
     A target group's port and protocol are fixed in AWS, so a changed ``node_port`` or
     ``protocol`` makes a new group (under the engine's other name for it, beside the old one),
     moves the listener and the worker groups to it, then deletes the old one. A changed
-    protocol makes a new listener too.
+    protocol makes a new listener too. A port where someone else's listener already sits is
+    refused, not taken over.
     """
     out = []
     for svc in spec.services:

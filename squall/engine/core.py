@@ -280,6 +280,10 @@ class Kind:
         tail = hashlib.sha256(name.encode()).hexdigest()[:6]
         return f"{name[: self.name_limit - len(tail) - 1].rstrip('-')}-{tail}"
 
+    def claim(self, ctx: Context, name: str, actual: Actual) -> None:
+        """A plan is about to take ``actual`` as the desired ``name``: raise
+        :class:`EngineError` to refuse it (e.g. something others made that must stay theirs)."""
+
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
         raise NotImplementedError
 

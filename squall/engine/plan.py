@@ -277,6 +277,7 @@ def _match(
             f"{r.kind} {r.name} and {claimed[(r.kind, a.id)]} both match {a.id}; "
             "give them distinct names"
         )
+    kind.claim(ctx, r.name, a)
     claimed[(r.kind, a.id)] = r.key
     return a
 

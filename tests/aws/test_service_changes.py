@@ -2,7 +2,7 @@
 emulated AWS and read back with plain boto3: the target group cannot change either in place,
 so a new one is made under the other name, the listener and the worker groups move to it,
 and only then does the old one go (AWS refuses to delete a target group a listener forwards
-to).
+to). And a port of the NLB that holds someone else's listener is refused at plan time.
 """
 
 from __future__ import annotations
@@ -208,6 +208,51 @@ def test_protocol_change_moves_the_listener_then_deletes_the_old_group(
         node_port=30333,
         tg_name=change["new_name"],
     )
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_a_port_holding_someone_elses_listener_is_refused(
+    command: str, squall: Squall, client: Client, tmp_path: Path
+) -> None:
+    name = f"chg-foreign-{command}"
+    cidr = "10.83.0.0/16" if command == "plan" else "10.84.0.0/16"
+    config = cluster_file(tmp_path, name, host_cidr=cidr, worker_count=1, services=[APP])
+    squall("apply", str(config), "--yes", "--no-bootstrap")
+    elb = client("elbv2")
+    vpc = one(client("ec2").describe_vpcs(Filters=by_cluster(name))["Vpcs"])["VpcId"]
+    theirs = elb.create_target_group(
+        Name=f"byhand-{command}", Protocol="TCP", Port=31000, VpcId=vpc, TargetType="instance"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    listener = elb.create_listener(
+        LoadBalancerArn=nlb_arn(client, name),
+        Protocol="TCP",
+        Port=4444,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": theirs}],
+    )["Listeners"][0]["ListenerArn"]
+    before_listeners = listeners(client, name)
+    before_groups = {g["TargetGroupArn"] for g in elb.describe_target_groups()["TargetGroups"]}
+    before_rules = rules(client, name)
+
+    web = {"name": "web", "port": 4444, "node_port": 30444}
+    wanted = cluster_file(tmp_path, name, host_cidr=cidr, worker_count=1, services=[APP, web])
+    args = ["--yes", "--no-bootstrap"] if command == "apply" else []
+    proc = squall(command, str(wanted), *args, check=False)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        f"error: port 4444 of {name}-nlb has a listener squall does not own; "
+        "remove it or choose another port"
+    ], proc.stderr
+    assert "Traceback" not in proc.stdout
+
+    assert listeners(client, name) == before_listeners
+    assert before_listeners[4444] == ("TCP", theirs)
+    assert {g["TargetGroupArn"] for g in elb.describe_target_groups()["TargetGroups"]} == (
+        before_groups
+    )
+    got = one(elb.describe_tags(ResourceArns=[listener])["TagDescriptions"])
+    assert "squall.dev/cluster" not in tags(got)
+    assert rules(client, name) == before_rules
 
 
 def test_an_apply_stopped_between_new_and_old_group_is_finished(

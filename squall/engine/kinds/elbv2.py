@@ -261,7 +261,9 @@ class TargetGroup(Kind):
 
 class Listener(Kind):
     """A listener, found by load balancer and port; owned when it carries the cluster's tag,
-    so listeners users add to the cluster's load balancer are left alone."""
+    so listeners users add to the cluster's load balancer are left alone. A port that holds
+    one of theirs is refused rather than taken over: squall would neither tag it nor, later,
+    delete it, and the target group it forwards to could then never go."""
 
     kind = "listener"
     depends_on = ("load_balancer", "target_group")
@@ -305,6 +307,10 @@ class Listener(Kind):
     def identity(self, name: str, props: dict[str, Any]) -> Hashable | None:
         return (props["load_balancer"], props["port"])
 
+    def claim(self, ctx: Context, name: str, actual: Actual) -> None:
+        if not actual.owned:
+            raise _foreign(ctx, actual.props["load_balancer"], actual.props["port"])
+
     def create(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
         def find() -> dict[str, Any] | None:
             found = [
@@ -314,7 +320,13 @@ class Listener(Kind):
                 )["Listeners"]
                 if x["Port"] == int(props["port"])
             ]
-            return found[0] if found else None
+            if not found:
+                return None
+            # Made by someone else since the plan: theirs stays theirs.
+            arn = found[0]["ListenerArn"]
+            if _elb_tags(ctx, [arn]).get(arn, {}).get(OWNER_TAG) != ctx.cluster:
+                raise _foreign(ctx, props["load_balancer"], props["port"])
+            return found[0]
 
         try:
             # A port holds one listener, yet not every endpoint refuses a second (moto
@@ -345,7 +357,7 @@ class Listener(Kind):
         forward = [a for a in x.get("DefaultActions", []) if a.get("Type") == "forward"]
         if forward and forward[0].get("TargetGroupArn") == props["target_group"]:
             return made
-        # Someone else's listener on the port, or one left half-made: point it where wanted.
+        # The cluster's own, yet forwarding elsewhere (made by a run racing this one).
         return self.update(ctx, name, props, made, set())
 
     def _made(self, arn: str, name: str, props: dict[str, Any]) -> Actual:
@@ -371,6 +383,14 @@ class Listener(Kind):
 
     def delete(self, ctx: Context, actual: Actual) -> None:
         elb(ctx).delete_listener(ListenerArn=actual.id)
+
+
+def _foreign(ctx: Context, lb_arn: str, port: int) -> EngineError:
+    names = {lb.id: lb.name for lb in ctx.actuals("load_balancer")}
+    return EngineError(
+        f"port {port} of {names.get(lb_arn, lb_arn)} has a listener squall does not own; "
+        "remove it or choose another port"
+    )
 
 
 class Target(Kind):
