@@ -703,30 +703,42 @@ class SecurityGroupRule(Kind):
             perm["IpRanges"] = [{"CidrIp": cidr, **desc}]
         else:
             perm["UserIdGroupPairs"] = [{"GroupId": props["source_group"], **desc}]
-        call = (
-            ec2(ctx).authorize_security_group_egress
+        operation = (
+            "authorize_security_group_egress"
             if props["egress"]
-            else ec2(ctx).authorize_security_group_ingress
+            else "authorize_security_group_ingress"
         )
-        try:
+
+        def send(client: Any) -> Actual:
             got = ctx.settle(
-                lambda: call(
+                lambda: getattr(client, operation)(
                     GroupId=props["group"],
                     IpPermissions=[perm],
                     TagSpecifications=ctx.tag_spec("security-group-rule", name),
                 )
             )
+            rule_id = got["SecurityGroupRules"][0]["SecurityGroupRuleId"]
+            keys = ("group", "egress", "protocol", "from_port", "to_port", "cidr", "source_group")
+            made = {k: props.get(k) for k in keys}
+            return Actual(self.kind, rule_id, name, made, ident=_rule_ident(props))
+
+        try:
+            # A resend is harmless (AWS answers Duplicate), but a group has many rules and
+            # botocore's retries of one client share a budget that lost responses drain, so
+            # an unknown outcome is looked up here rather than resent by botocore.
+            return create_once(
+                ctx.aws,
+                "ec2",
+                send,
+                lambda: self._find(ctx, props),
+                timeout=ctx.consistency_timeout,
+            )
         except botocore.exceptions.ClientError as err:
             if code(err) != "InvalidPermission.Duplicate":
                 raise
             return self._existing(ctx, name, props)
-        rule_id = got["SecurityGroupRules"][0]["SecurityGroupRuleId"]
-        actual = {k: props.get(k) for k in ("group", "egress", "protocol", "from_port", "to_port")}
-        actual.update(cidr=props.get("cidr"), source_group=props.get("source_group"))
-        return Actual(self.kind, rule_id, name, actual, ident=_rule_ident(props))
 
-    def _existing(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
-        """The rule AWS already has (an interrupted run, or a group's default egress)."""
+    def _find(self, ctx: Context, props: dict[str, Any]) -> Actual | None:
         rules = ctx.settle(
             lambda: ctx.aws.pages(
                 "ec2",
@@ -740,7 +752,14 @@ class SecurityGroupRule(Kind):
             a = self._actual(ctx, r)
             if a.ident == want:
                 return a
-        raise EngineError(f"security group rule {name}: AWS reports it both exists and not")
+        return None
+
+    def _existing(self, ctx: Context, name: str, props: dict[str, Any]) -> Actual:
+        """The rule AWS already has (an interrupted run, or a group's default egress)."""
+        found = self._find(ctx, props)
+        if found is None:
+            raise EngineError(f"security group rule {name}: AWS reports it both exists and not")
+        return found
 
     def delete(self, ctx: Context, actual: Actual) -> None:
         call = (
