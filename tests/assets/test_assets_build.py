@@ -16,53 +16,17 @@ from squall.state import State, StateError
 
 MakeSpec = Callable[..., Spec]
 
-CONTRACT = {
-    *(
-        f"tls/k8s/{n}"
-        for n in (
-            "ca.crt",
-            "ca.key",
-            "apiserver.crt",
-            "apiserver.key",
-            "service-account.pub",
-            "service-account.key",
-            "aggregation-ca.crt",
-            "aggregation-client.crt",
-            "aggregation-client.key",
-        )
-    ),
-    *(
-        f"tls/etcd/{n}"
-        for n in (
-            "etcd-client-ca.crt",
-            "etcd-client.crt",
-            "etcd-client.key",
-            "server-ca.crt",
-            "server.crt",
-            "server.key",
-            "peer-ca.crt",
-            "peer.crt",
-            "peer.key",
-        )
-    ),
-    "auth/admin.conf",
-    "auth/controller-manager.conf",
-    "auth/scheduler.conf",
-    "auth/authentication-config.yaml",
-    "static-manifests/kube-apiserver.yaml",
-    "static-manifests/kube-controller-manager.yaml",
-    "static-manifests/kube-scheduler.yaml",
-}
-
 
 def test_bundle_holds_exactly_the_contract_plus_manifests(
-    make_spec: MakeSpec, state: State
+    make_spec: MakeSpec,
+    state: State,
+    bundle_contract: frozenset[str],
 ) -> None:
     bundle = assets.build(make_spec(), state)
     paths = [f.path for f in bundle.files]
     assert paths == sorted(paths)
-    rest = set(paths) - CONTRACT
-    assert set(paths) >= CONTRACT
+    rest = set(paths) - bundle_contract
+    assert set(paths) >= bundle_contract
     assert rest and all(re.fullmatch(r"manifests/[a-z0-9/_.-]+\.yaml", p) for p in rest), rest
 
 
@@ -71,10 +35,12 @@ def test_building_twice_gives_identical_bytes(make_spec: MakeSpec, state: State)
     assert assets.build(spec, state) == assets.build(spec, state)
 
 
-def test_secrets_are_flagged(make_spec: MakeSpec, state: State) -> None:
+def test_secrets_are_flagged(
+    make_spec: MakeSpec, state: State, bundle_contract: frozenset[str]
+) -> None:
     bundle = assets.build(make_spec(), state)
     secret = {f.path for f in bundle.files if f.secret}
-    assert {p for p in CONTRACT if p.endswith((".key", ".conf"))} <= secret
+    assert {p for p in bundle_contract if p.endswith((".key", ".conf"))} <= secret
     assert not {p for p in secret if p.endswith((".crt", ".pub"))}
     stored = (state.read("auth/bootstrap-token") or b"").decode().strip()
     token_secret = stored.split(".")[1].encode()
